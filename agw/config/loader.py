@@ -1,0 +1,134 @@
+"""Load config files: YAML (multi-document), `${VAR}` expansion, typed decoding, validation.
+
+A file may hold the native config (`binds:`), Kubernetes documents (Gateway, HTTPRoute, AgentgatewayPolicy;
+translated by `kube.py`), or both. The result is one validated `Config`, or a `ConfigError` naming every
+problem with its field path.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import msgspec
+import yaml
+
+from .errors import ConfigError, from_validation_error, join_path
+from .model import Config
+from .validate import check_config
+
+log = logging.getLogger("agw.config")
+
+_VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|(?P<dollar>\$))")
+
+
+def expand_env(value: Any, path: str, env: dict[str, str], problems: list[tuple[str, str]]) -> Any:
+    """Expand `${VAR}` / `$VAR` in every string (`$$` is a literal `$`); an unset variable is a problem."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+
+        def sub(m: re.Match) -> str:
+            if m.group("dollar"):
+                return "$"
+            name = m.group("braced") or m.group("bare")
+            if name not in env:
+                problems.append((path, f"environment variable {name} is not set"))
+                return ""
+            return env[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, join_path(path, str(k)), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    return value
+
+
+@dataclass
+class Document:
+    source: str          # file name (and document index when several)
+    body: dict
+    base_dir: str
+
+
+@dataclass
+class LoadedConfig:
+    config: Config
+    base_dir: str = "."
+    statuses: list[str] = field(default_factory=list)   # `agw check` lines for Kubernetes objects
+    warnings: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+
+def read_documents(paths: Iterable[str], env: Optional[dict[str, str]] = None) -> list[Document]:
+    env = dict(os.environ) if env is None else env
+    docs: list[Document] = []
+    problems: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                text = f.read()
+        except OSError as e:
+            raise ConfigError([(path, f"cannot read: {e.strerror}")]) from None
+        try:
+            raw_docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise ConfigError([(path, f"invalid YAML: {where}{problem}")]) from None
+        for i, raw in enumerate(raw_docs):
+            src = path if len(raw_docs) == 1 else f"{path}#{i + 1}"
+            if not isinstance(raw, dict):
+                problems.append((src, "a config document must be a mapping"))
+                continue
+            before = len(problems)
+            body = expand_env(raw, "", env, problems)
+            # Name the document in env problems of Kubernetes objects and plain files alike.
+            for j in range(before, len(problems)):
+                p, r = problems[j]
+                problems[j] = (p or src, r)
+            docs.append(Document(src, body, os.path.dirname(os.path.abspath(path))))
+    if problems:
+        raise ConfigError(problems)
+    return docs
+
+
+def decode_native(body: dict, prefix: str = "") -> Config:
+    try:
+        return msgspec.convert(body, Config, str_keys=True)
+    except msgspec.ValidationError as e:
+        raise ConfigError([from_validation_error(e, prefix)]) from None
+
+
+def load(paths: list[str], resolve: Optional[dict[str, str]] = None,
+         env: Optional[dict[str, str]] = None) -> LoadedConfig:
+    """Load and validate; raises ConfigError. `resolve` maps `name.namespace:port` to `host:port`."""
+    docs = read_documents(paths, env)
+    native = [d for d in docs if "apiVersion" not in d.body and "kind" not in d.body]
+    kube_docs = [d for d in docs if "apiVersion" in d.body or "kind" in d.body]
+    binds: list = []
+    settings: Optional[dict] = None
+    problems: list[tuple[str, str]] = []
+    base_dir = native[0].base_dir if native else (docs[0].base_dir if docs else ".")
+    for d in native:
+        cfg = decode_native(d.body)
+        problems += check_config(cfg)
+        binds.extend(cfg.binds)
+        if "config" in d.body:
+            settings = d.body["config"]
+    if problems:
+        raise ConfigError(problems)
+    result_cfg = msgspec.structs.replace(
+        Config(), binds=binds, config=decode_native({"config": settings}).config if settings else Config().config)
+    loaded = LoadedConfig(result_cfg, base_dir=base_dir, files=list(paths))
+    if kube_docs:
+        from .kube import translate
+        translate(kube_docs, loaded, resolve or {})
+    problems = check_config(loaded.config)
+    if problems:
+        raise ConfigError(problems)
+    return loaded

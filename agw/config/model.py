@@ -1,0 +1,171 @@
+"""The native configuration, as users write it (agentgateway's standalone shape).
+
+Every object is a frozen msgspec Struct that refuses unknown fields, so a typo is reported with its path.
+camelCase in YAML (`pathPrefix`, `cacheDuration`) maps to snake_case attributes. Semantic checks that msgspec
+cannot express (one-of fields, durations, regexes) live in `validate.py`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import msgspec
+
+
+class _Base(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True, frozen=True):
+    pass
+
+
+# --- JWT policy -------------------------------------------------------------------------------------------
+
+class Jwks(_Base, kw_only=True):
+    """Exactly one of url / file / inline names the key set (Kubernetes `remote` is translated to `url`)."""
+    url: Optional[str] = None
+    file: Optional[str] = None
+    inline: Optional[str] = None
+    cache_duration: str = "5m"
+    ca_certificates: Optional[str] = None
+    # Bounds on a remote fetch; defaults suit any real identity provider.
+    fetch_timeout: str = "10s"
+    max_bytes: int = 1 << 20
+
+
+class HeaderLocation(_Base, kw_only=True):
+    name: str = "authorization"
+    prefix: str = "Bearer "
+
+
+class NamedLocation(_Base, kw_only=True):
+    name: str
+
+
+class Location(_Base, kw_only=True):
+    header: Optional[HeaderLocation] = None
+    query_parameter: Optional[NamedLocation] = None
+    cookie: Optional[NamedLocation] = None
+
+
+class ValidationOptions(_Base, kw_only=True):
+    required_claims: list[str] = msgspec.field(default_factory=lambda: ["exp"])
+
+
+class ClaimHeader(_Base, kw_only=True):
+    claim: str
+    header: str
+
+
+class Provider(_Base, kw_only=True):
+    issuer: str
+    audiences: Optional[list[str]] = None
+    jwks: Jwks
+    jwt_validation_options: Optional[ValidationOptions] = None
+
+
+class TokenCache(_Base, kw_only=True):
+    enabled: bool = True
+    max_entries: int = 100_000
+    max_bytes: int = 64 << 20
+
+
+class JwtAuth(_Base, kw_only=True):
+    """agentgateway's `jwtAuth`: the single-provider shape (issuer/jwks) or the multi shape (providers)."""
+    mode: str = "strict"
+    location: Optional[Location] = None
+    issuer: Optional[str] = None
+    audiences: Optional[list[str]] = None
+    jwks: Optional[Jwks] = None
+    jwt_validation_options: Optional[ValidationOptions] = None
+    providers: Optional[list[Provider]] = None
+    # agw's own extensions
+    clock_skew: str = "60s"
+    forward_token: bool = False
+    claims_to_headers: list[ClaimHeader] = msgspec.field(default_factory=list)
+    max_token_bytes: int = 8192
+    cache: TokenCache = msgspec.field(default_factory=TokenCache)
+
+
+class Timeout(_Base, kw_only=True):
+    """agentgateway's `timeout` policy: whole-request and per-backend-attempt limits."""
+    request_timeout: Optional[str] = None
+    backend_request_timeout: Optional[str] = None
+
+
+class Policies(_Base, kw_only=True):
+    jwt_auth: Optional[JwtAuth] = None
+    timeout: Optional[Timeout] = None
+
+
+# --- routing ------------------------------------------------------------------------------------------------
+
+class PathMatch(_Base, kw_only=True):
+    exact: Optional[str] = None
+    path_prefix: Optional[str] = None
+    regex: Optional[str] = None
+
+
+class StringMatch(_Base, kw_only=True):
+    exact: Optional[str] = None
+    regex: Optional[str] = None
+
+
+class HeaderMatch(_Base, kw_only=True):
+    name: str
+    value: StringMatch
+
+
+class Match(_Base, kw_only=True):
+    path: Optional[PathMatch] = None
+    method: Optional[str] = None
+    headers: list[HeaderMatch] = msgspec.field(default_factory=list)
+
+
+class Backend(_Base, kw_only=True):
+    host: str
+    weight: int = 1
+
+
+class Route(_Base, kw_only=True):
+    name: Optional[str] = None
+    hostnames: list[str] = msgspec.field(default_factory=list)
+    matches: list[Match] = msgspec.field(default_factory=list)
+    backends: list[Backend] = msgspec.field(default_factory=list)
+    policies: Optional[Policies] = None
+
+
+class Listener(_Base, kw_only=True):
+    name: Optional[str] = None
+    protocol: str = "HTTP"
+    hostname: Optional[str] = None
+    policies: Optional[Policies] = None
+    routes: list[Route] = msgspec.field(default_factory=list)
+
+
+class Tls(_Base, kw_only=True):
+    cert: str
+    key: str
+
+
+class Bind(_Base, kw_only=True):
+    port: int
+    address: str = "0.0.0.0"
+    tls: Optional[Tls] = None
+    listeners: list[Listener] = msgspec.field(default_factory=list)
+
+
+class Settings(_Base, kw_only=True):
+    """Proxy-wide limits and timeouts (`config:` at the top level). Defaults follow Envoy/nginx practice."""
+    connect_timeout: str = "5s"          # upstream TCP connect
+    response_timeout: str = "30s"        # upstream: request sent -> response head received
+    request_header_timeout: str = "10s"  # client: connection open / previous response -> full request head
+    keepalive_timeout: str = "60s"       # client: idle between requests
+    body_idle_timeout: str = "60s"       # either side: no body bytes moving
+    upstream_idle_timeout: str = "55s"   # pooled upstream connection unused
+    max_header_bytes: int = 65536        # request line + headers
+    max_headers: int = 100
+    max_connections: int = 10000
+    max_idle_upstream_per_backend: int = 128
+
+
+class Config(_Base, kw_only=True):
+    binds: list[Bind] = msgspec.field(default_factory=list)
+    config: Settings = msgspec.field(default_factory=Settings)
+

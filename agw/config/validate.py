@@ -1,0 +1,218 @@
+"""Checks msgspec cannot express: one-of fields, durations, regexes, addresses, modes.
+
+Each check appends (field path, reason) so that a config with several mistakes reports all of them at once.
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from .durations import parse_duration
+from .errors import join_path
+from .model import Config, Jwks, JwtAuth, Location, Policies, Provider, Route
+
+MODES = ("strict", "optional", "permissive")
+CLAIMS_ENFORCEABLE = ("exp", "nbf", "aud", "iss", "sub", "iat")
+_TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
+
+
+class Problems(list):
+    def add(self, path: str, reason: str) -> None:
+        self.append((path, reason))
+
+    def duration(self, path: str, value: object) -> None:
+        try:
+            if parse_duration(value) <= 0 and not path.endswith("clockSkew"):
+                self.add(path, "must be greater than zero")
+        except ValueError as e:
+            self.add(path, str(e))
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port`; raises ValueError."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    n = int(port)
+    if not 0 < n < 65536:
+        raise ValueError(f"port {n} out of range")
+    return host, n
+
+
+def normalize_mode(mode: str) -> Optional[str]:
+    m = mode.strip().lower()
+    return m if m in MODES else None
+
+
+def check_config(cfg: Config, prefix: str = "") -> list[tuple[str, str]]:
+    p = Problems()
+    s = cfg.config
+    for name in ("connect_timeout", "response_timeout", "request_header_timeout", "keepalive_timeout",
+                 "body_idle_timeout", "upstream_idle_timeout"):
+        camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
+        p.duration(join_path(prefix, f"config.{camel}"), getattr(s, name))
+    for name, lo in (("maxHeaderBytes", 1024), ("maxHeaders", 8), ("maxConnections", 1)):
+        val = getattr(s, re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name))
+        if val < lo:
+            p.add(join_path(prefix, f"config.{name}"), f"must be at least {lo}")
+    seen_ports: dict[tuple[str, int], str] = {}
+    for bi, bind in enumerate(cfg.binds):
+        bpath = join_path(prefix, f"binds[{bi}]")
+        if not 0 <= bind.port < 65536:
+            p.add(f"{bpath}.port", f"port {bind.port} out of range")
+        key = (bind.address, bind.port)
+        if key in seen_ports:
+            p.add(f"{bpath}.port", f"port {bind.port} is already bound by {seen_ports[key]}")
+        seen_ports[key] = bpath
+        if bind.tls is not None:
+            for field in ("cert", "key"):
+                if not getattr(bind.tls, field):
+                    p.add(f"{bpath}.tls.{field}", "required")
+        for li, listener in enumerate(bind.listeners):
+            lpath = f"{bpath}.listeners[{li}]"
+            if listener.protocol.upper() not in ("HTTP", "HTTPS"):
+                p.add(f"{lpath}.protocol", f"unsupported protocol {listener.protocol!r} (HTTP or HTTPS)")
+            check_policies(p, f"{lpath}.policies", listener.policies)
+            for ri, route in enumerate(listener.routes):
+                check_route(p, f"{lpath}.routes[{ri}]", route)
+    return list(p)
+
+
+def check_route(p: Problems, path: str, route: Route) -> None:
+    for hi, host in enumerate(route.hostnames):
+        if not host or (host.count("*") and not (host.startswith("*.") and host.count("*") == 1)):
+            p.add(f"{path}.hostnames[{hi}]", f"invalid hostname {host!r} (a name, or *.suffix)")
+    for mi, match in enumerate(route.matches):
+        mpath = f"{path}.matches[{mi}]"
+        if match.path is not None:
+            set_ = [k for k in ("exact", "path_prefix", "regex") if getattr(match.path, k) is not None]
+            if len(set_) != 1:
+                p.add(f"{mpath}.path", "exactly one of exact, pathPrefix, regex is required")
+            elif match.path.regex is not None:
+                _check_regex(p, f"{mpath}.path.regex", match.path.regex)
+            else:
+                val = match.path.exact if match.path.exact is not None else match.path.path_prefix
+                if not val.startswith("/"):
+                    p.add(f"{mpath}.path", f"must start with '/', got {val!r}")
+        if match.method is not None and not _TOKEN_CHARS.match(match.method):
+            p.add(f"{mpath}.method", f"invalid method {match.method!r}")
+        for hi, hm in enumerate(match.headers):
+            hpath = f"{mpath}.headers[{hi}]"
+            if not _TOKEN_CHARS.match(hm.name):
+                p.add(f"{hpath}.name", f"invalid header name {hm.name!r}")
+            set_ = [k for k in ("exact", "regex") if getattr(hm.value, k) is not None]
+            if len(set_) != 1:
+                p.add(f"{hpath}.value", "exactly one of exact, regex is required")
+            elif hm.value.regex is not None:
+                _check_regex(p, f"{hpath}.value.regex", hm.value.regex)
+    if not route.backends:
+        p.add(f"{path}.backends", "at least one backend is required")
+    for bi, backend in enumerate(route.backends):
+        try:
+            split_host_port(backend.host)
+        except ValueError as e:
+            p.add(f"{path}.backends[{bi}].host", str(e))
+        if backend.weight < 1:
+            p.add(f"{path}.backends[{bi}].weight", "must be at least 1")
+    check_policies(p, f"{path}.policies", route.policies)
+
+
+def _check_regex(p: Problems, path: str, pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        p.add(path, f"invalid regex: {e}")
+
+
+def check_policies(p: Problems, path: str, policies: Optional[Policies]) -> None:
+    if policies is None:
+        return
+    if policies.timeout is not None:
+        for field, camel in (("request_timeout", "requestTimeout"),
+                             ("backend_request_timeout", "backendRequestTimeout")):
+            val = getattr(policies.timeout, field)
+            if val is not None:
+                p.duration(f"{path}.timeout.{camel}", val)
+    if policies.jwt_auth is not None:
+        check_jwt_auth(p, f"{path}.jwtAuth", policies.jwt_auth)
+
+
+def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
+    if normalize_mode(ja.mode) is None:
+        p.add(f"{path}.mode", f"invalid mode {ja.mode!r} (Strict, Optional or Permissive)")
+    p.duration(f"{path}.clockSkew", ja.clock_skew)
+    if ja.location is not None:
+        check_location(p, f"{path}.location", ja.location)
+    if not 256 <= ja.max_token_bytes <= 1 << 20:
+        p.add(f"{path}.maxTokenBytes", "must be between 256 and 1048576")
+    if ja.cache.max_entries < 0 or ja.cache.max_bytes < 0:
+        p.add(f"{path}.cache", "limits must not be negative")
+    for ci, ch in enumerate(ja.claims_to_headers):
+        if not ch.claim:
+            p.add(f"{path}.claimsToHeaders[{ci}].claim", "required")
+        if not _TOKEN_CHARS.match(ch.header):
+            p.add(f"{path}.claimsToHeaders[{ci}].header", f"invalid header name {ch.header!r}")
+    if ja.providers is not None:
+        for field in ("issuer", "audiences", "jwks", "jwt_validation_options"):
+            if getattr(ja, field) is not None:
+                camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), field)
+                p.add(f"{path}.{camel}", "not allowed together with providers (set it on each provider)")
+        if not ja.providers:
+            p.add(f"{path}.providers", "at least one provider is required")
+        for pi, prov in enumerate(ja.providers):
+            check_provider(p, f"{path}.providers[{pi}]", prov)
+    else:
+        if ja.issuer is None:
+            p.add(f"{path}.issuer", "required")
+        elif not ja.issuer:
+            p.add(f"{path}.issuer", "must not be empty")
+        if ja.jwks is None:
+            p.add(f"{path}.jwks", "required")
+        else:
+            check_jwks(p, f"{path}.jwks", ja.jwks)
+        _check_claims(p, path, ja.jwt_validation_options)
+
+
+def check_provider(p: Problems, path: str, prov: Provider) -> None:
+    if not prov.issuer:
+        p.add(f"{path}.issuer", "must not be empty")
+    if prov.audiences is not None and any(not a for a in prov.audiences):
+        p.add(f"{path}.audiences", "must not contain an empty string")
+    check_jwks(p, f"{path}.jwks", prov.jwks)
+    _check_claims(p, path, prov.jwt_validation_options)
+
+
+def _check_claims(p: Problems, path: str, opts) -> None:
+    if opts is None:
+        return
+    for ci, claim in enumerate(opts.required_claims):
+        if claim not in CLAIMS_ENFORCEABLE:
+            p.add(f"{path}.jwtValidationOptions.requiredClaims[{ci}]",
+                  f"unsupported claim {claim!r} (one of {', '.join(CLAIMS_ENFORCEABLE)})")
+
+
+def check_jwks(p: Problems, path: str, jwks: Jwks) -> None:
+    set_ = [k for k in ("url", "file", "inline") if getattr(jwks, k) is not None]
+    if len(set_) != 1:
+        p.add(path, "exactly one of url, file, inline is required"
+              + (f" (got {', '.join(set_)})" if set_ else ""))
+    if jwks.url is not None and not re.match(r"^https?://[^/\s]+", jwks.url):
+        p.add(f"{path}.url", f"invalid URL {jwks.url!r} (http:// or https://)")
+    p.duration(f"{path}.cacheDuration", jwks.cache_duration)
+    p.duration(f"{path}.fetchTimeout", jwks.fetch_timeout)
+    if jwks.max_bytes < 1024:
+        p.add(f"{path}.maxBytes", "must be at least 1024")
+
+
+def check_location(p: Problems, path: str, loc: Location) -> None:
+    set_ = [k for k in ("header", "query_parameter", "cookie") if getattr(loc, k) is not None]
+    if len(set_) != 1:
+        p.add(path, "exactly one of header, queryParameter, cookie is required")
+    if loc.header is not None and not _TOKEN_CHARS.match(loc.header.name):
+        p.add(f"{path}.header.name", f"invalid header name {loc.header.name!r}")
+    for field in ("query_parameter", "cookie"):
+        named = getattr(loc, field)
+        if named is not None and not named.name:
+            p.add(f"{path}.{'queryParameter' if field == 'query_parameter' else field}.name", "required")
