@@ -1,0 +1,146 @@
+"""The `agw` command: run the proxy, check a config, or start the development identity provider."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Optional
+
+from . import __version__
+from .config import ConfigError, LoadedConfig, load
+
+log = logging.getLogger("agw")
+
+
+def _parse_resolve(values: list[str]) -> dict[str, str]:
+    out = {}
+    for v in values or []:
+        key, sep, addr = v.partition("=")
+        if not sep or ":" not in key or ":" not in addr:
+            raise SystemExit(f"agw: --resolve expects name.namespace:port=host:port, got {v!r}")
+        out[key.strip()] = addr.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="agw", description="A fast reverse proxy that authenticates every "
+                                "request with a JSON Web Token.")
+    p.add_argument("--version", action="version", version=f"agw {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_config_args(sp: argparse.ArgumentParser, required: bool) -> None:
+        sp.add_argument("-f", "-c", "--file", "--config", dest="files", action="append", default=[],
+                        required=required, metavar="FILE",
+                        help="config file (native agw YAML and/or Gateway API + AgentgatewayPolicy "
+                             "documents); repeatable")
+        sp.add_argument("--resolve", action="append", default=[], metavar="NAME.NS:PORT=HOST:PORT",
+                        help="map a Kubernetes Service port to an address (repeatable)")
+
+    run = sub.add_parser("run", help="run the proxy (with no -f: a self-contained demo)")
+    add_config_args(run, required=False)
+    run.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
+    run.add_argument("--admin", default="127.0.0.1:15000", metavar="ADDR",
+                     help="admin listener for /healthz, /readyz, /metrics (default 127.0.0.1:15000; "
+                          "'off' disables it)")
+    run.add_argument("--drain-timeout", type=float, default=15.0, metavar="SECONDS",
+                     help="on SIGTERM, how long requests in flight may take to finish (default 15)")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check", help="validate config files and print the status of each policy and route")
+    add_config_args(check, required=True)
+
+    idp = sub.add_parser("dev-idp", help="FOR DEVELOPMENT ONLY: a local identity provider with Keycloak's "
+                         "paths that issues tokens to anyone who knows user1/password")
+    idp.add_argument("--host", default="127.0.0.1")
+    idp.add_argument("--port", type=int, default=8081)
+    idp.add_argument("--issuer", default=None, help="issuer URL (default http://HOST:PORT/realms/master)")
+    return p
+
+
+def load_or_exit(files: list[str], resolve: dict[str, str]) -> LoadedConfig:
+    """Load and validate; on any problem print the same lines as `agw check` and exit 2."""
+    try:
+        loaded = load(files, resolve=resolve)
+    except ConfigError as e:
+        for line in e.lines():
+            print(line, file=sys.stderr)
+        raise SystemExit(2)
+    bad = [s for s in loaded.statuses if not s.endswith(": Accepted")]
+    if bad:
+        for line in bad:
+            print(line, file=sys.stderr)
+        raise SystemExit(2)
+    for w in loaded.warnings:
+        log.warning("%s", w)
+    if not loaded.config.binds:
+        print("config error: binds: no listener configured", file=sys.stderr)
+        raise SystemExit(2)
+    return loaded
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .config.check import check_files
+
+    lines, ok = check_files(args.files, _parse_resolve(args.resolve))
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
+def _admin_addr(value: str) -> Optional[tuple[str, int]]:
+    if value in ("off", "none", ""):
+        return None
+    from .proxy.app import parse_address
+    return parse_address(value)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .proxy.app import Runtime, install_uvloop, serve
+
+    if not args.files:
+        from .devtools.demo import run_demo
+        return run_demo(args)
+    loaded = load_or_exit(args.files, _parse_resolve(args.resolve))
+    try:
+        runtime = Runtime(loaded)   # builds every policy (inline/file JWKS) so errors surface before binding
+    except ConfigError as e:
+        for line in e.lines():
+            print(line, file=sys.stderr)
+        return 2
+    admin = _admin_addr(args.admin)
+    if args.workers > 1:
+        from .proxy.workers import run_workers
+        return run_workers(runtime, args.workers, admin=admin, drain_timeout=args.drain_timeout)
+    install_uvloop()
+    try:
+        return asyncio.run(serve(runtime, drain_timeout=args.drain_timeout, admin=admin))
+    except OSError as e:
+        print(f"agw: cannot listen: {e}", file=sys.stderr)
+        return 1
+
+
+def cmd_dev_idp(args: argparse.Namespace) -> int:
+    from .devtools.dev_idp import run_dev_idp
+    return run_dev_idp(args.host, args.port, args.issuer) or 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = getattr(args, "log_level", "info").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "check":
+        return cmd_check(args)
+    if args.command == "dev-idp":
+        return cmd_dev_idp(args)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

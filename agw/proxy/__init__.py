@@ -1,0 +1,1 @@
+"""The proxy: raw asyncio Protocol server over httptools, routing, upstream pool, admin listener."""

@@ -1,0 +1,62 @@
+"""HTTP/1.1 constants and the responses agw writes itself, built once at import (never per request)."""
+from __future__ import annotations
+
+from http import HTTPStatus
+
+# RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward. "proxy-*" are handled by prefix.
+HOP_BY_HOP = frozenset((
+    b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
+))
+
+# Headers agw sets itself; client-sent copies are replaced (x-forwarded-for is appended to).
+FORWARDED_HOST = b"x-forwarded-host"
+FORWARDED_PROTO = b"x-forwarded-proto"
+FORWARDED_FOR = b"x-forwarded-for"
+
+STATUS_LINES: dict[int, bytes] = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode("ascii")) for s in HTTPStatus
+}
+
+
+def status_line(code: int, http10: bool = False) -> bytes:
+    line = STATUS_LINES.get(code) or b"HTTP/1.1 %d Unknown\r\n" % code
+    return b"HTTP/1.0" + line[8:] if http10 else line
+
+
+def simple_response(code: int, body: bytes, *, keep_alive: bool,
+                    extra: tuple[tuple[bytes, bytes], ...] = (), head_only: bool = False) -> bytes:
+    """A complete text/plain response agw answers on its own (errors, 401s, 404)."""
+    parts = [status_line(code), b"content-type: text/plain\r\n",
+             b"content-length: %d\r\n" % len(body)]
+    for name, value in extra:
+        parts.append(name + b": " + value + b"\r\n")
+    parts.append(b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n")
+    if not head_only:
+        parts.append(body)
+    return b"".join(parts)
+
+
+class ErrorResponse:
+    """A prebuilt error answer in its keep-alive and close variants."""
+    __slots__ = ("code", "body", "keep_alive", "close")
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.body = message.encode() + b"\n"
+        self.keep_alive = simple_response(code, self.body, keep_alive=True)
+        self.close = simple_response(code, self.body, keep_alive=False)
+
+
+BAD_REQUEST = ErrorResponse(400, "bad request")
+NOT_FOUND = ErrorResponse(404, "route not found")
+REQUEST_TIMEOUT = ErrorResponse(408, "request timeout")
+HEADERS_TOO_LARGE = ErrorResponse(431, "request header fields too large")
+BAD_GATEWAY = ErrorResponse(502, "upstream connect error")
+BAD_GATEWAY_RESPONSE = ErrorResponse(502, "upstream sent an invalid response")
+UPSTREAM_RESET = ErrorResponse(502, "upstream connection reset before response")
+SERVICE_UNAVAILABLE = ErrorResponse(503, "server shutting down")
+GATEWAY_TIMEOUT = ErrorResponse(504, "upstream request timeout")
+CONNECT_TIMEOUT = ErrorResponse(504, "upstream connect timeout")
+NOT_IMPLEMENTED = ErrorResponse(501, "not implemented")
+VERSION_NOT_SUPPORTED = ErrorResponse(505, "http version not supported")

@@ -1,0 +1,137 @@
+"""Route tables compiled once from config: a request is matched by host, path, method and headers, in order."""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Optional
+
+from ..config.durations import parse_duration
+from ..config.model import Listener, Match, Policies, Route, Settings
+from .upstream import BackendPool
+
+Predicate = Callable[[bytes, bytes, dict], bool]   # (method, path, headers) -> matched
+
+
+def _compile_match(m: Match) -> Predicate:
+    checks: list[Predicate] = []
+    if m.path is not None:
+        if m.path.exact is not None:
+            exact = m.path.exact.encode()
+            checks.append(lambda method, path, h: path == exact)
+        elif m.path.path_prefix is not None:
+            prefix = m.path.path_prefix.encode()
+            if prefix != b"/":
+                # Gateway API semantics: /foo matches /foo and /foo/bar, not /foobar.
+                bare = prefix.rstrip(b"/")
+                slash = bare + b"/"
+                checks.append(lambda method, path, h: path == bare or path.startswith(slash))
+        else:
+            rx = re.compile(m.path.regex.encode())
+            checks.append(lambda method, path, h: rx.search(path) is not None)
+    if m.method is not None:
+        want = m.method.upper().encode()
+        checks.append(lambda method, path, h: method == want)
+    for hm in m.headers:
+        name = hm.name.lower().encode()
+        if hm.value.exact is not None:
+            val = hm.value.exact.encode()
+            checks.append(lambda method, path, h, name=name, val=val: h.get(name) == val)
+        else:
+            rxv = re.compile(hm.value.regex.encode())
+            checks.append(lambda method, path, h, name=name, rxv=rxv:
+                          (v := h.get(name)) is not None and rxv.fullmatch(v) is not None)
+    if not checks:
+        return lambda method, path, h: True
+    if len(checks) == 1:
+        return checks[0]
+    return lambda method, path, h: all(c(method, path, h) for c in checks)
+
+
+def _is_trivial(m: Match) -> bool:
+    """A match that every request satisfies (no method/header condition, path absent or prefix "/")."""
+    return m.method is None and not m.headers and (m.path is None or m.path.path_prefix == "/")
+
+
+class HostMatcher:
+    __slots__ = ("exact", "suffixes", "any")
+
+    def __init__(self, hostnames: list[str]) -> None:
+        self.exact = frozenset(h.lower().encode() for h in hostnames if not h.startswith("*."))
+        self.suffixes = tuple(h[1:].lower().encode() for h in hostnames if h.startswith("*."))
+        self.any = not hostnames
+
+    def __call__(self, host: bytes) -> bool:
+        if self.any or host in self.exact:
+            return True
+        return any(host.endswith(s) and len(host) > len(s) for s in self.suffixes)
+
+
+class RouteRuntime:
+    """A route ready to serve: its matcher, its backend pool, its policies compiled."""
+    __slots__ = ("name", "host_matcher", "predicates", "pool", "jwt", "strip_headers", "request_timeout",
+                 "response_timeout", "match_all")
+
+    def __init__(self, name: str, route: Route, policies: Optional[Policies], settings: Settings,
+                 jwt_factory: Callable[[Any, str], Any], pools: dict[str, BackendPool]) -> None:
+        self.name = name
+        self.host_matcher = HostMatcher(route.hostnames)
+        self.predicates = [_compile_match(m) for m in route.matches]
+        self.match_all = self.host_matcher.any and (
+            not route.matches or any(_is_trivial(m) for m in route.matches))
+        key = ",".join(f"{b.host}*{b.weight}" for b in route.backends)
+        if key not in pools:
+            pools[key] = BackendPool(route.backends, settings)
+        self.pool = pools[key]
+        self.jwt = jwt_factory(policies.jwt_auth, name) if policies and policies.jwt_auth else None
+        self.strip_headers = self.jwt.strip_headers if self.jwt is not None else frozenset()
+        t = policies.timeout if policies else None
+        self.request_timeout = parse_duration(t.request_timeout) if t and t.request_timeout else None
+        backend_timeout = parse_duration(t.backend_request_timeout) if t and t.backend_request_timeout else None
+        self.response_timeout = backend_timeout or parse_duration(settings.response_timeout)
+
+    def matches(self, host: bytes, method: bytes, path: bytes, headers: dict) -> bool:
+        if not self.host_matcher(host):
+            return False
+        if not self.predicates:
+            return True
+        for pred in self.predicates:
+            if pred(method, path, headers):
+                return True
+        return False
+
+
+class Router:
+    """The routes of one bind (all its listeners), tried in order; first match wins."""
+    __slots__ = ("routes", "only")
+
+    def __init__(self, routes: list[RouteRuntime]) -> None:
+        self.routes = routes
+        # One unconditional route (the common edge setup): skip matching entirely.
+        self.only = routes[0] if len(routes) == 1 and routes[0].match_all else None
+
+    def match(self, host: bytes, method: bytes, path: bytes, headers: dict) -> Optional[RouteRuntime]:
+        if self.only is not None:
+            return self.only
+        for r in self.routes:
+            if r.matches(host, method, path, headers):
+                return r
+        return None
+
+
+def build_router(listeners: list[Listener], settings: Settings, jwt_factory: Callable[[Any, str], Any],
+                 pools: dict[str, BackendPool]) -> Router:
+    runtimes = []
+    for li, listener in enumerate(listeners):
+        lname = listener.name or f"listener{li}"
+        for ri, route in enumerate(listener.routes):
+            policies = route.policies
+            inherited = listener.policies
+            if inherited is not None:
+                # A listener's policies apply to routes that do not set the same policy themselves.
+                own = policies
+                policies = Policies(
+                    jwt_auth=own.jwt_auth if own and own.jwt_auth else inherited.jwt_auth,
+                    timeout=own.timeout if own and own.timeout else inherited.timeout,
+                )
+            name = route.name or f"{lname}/route{ri}"
+            runtimes.append(RouteRuntime(name, route, policies, settings, jwt_factory, pools))
+    return Router(runtimes)

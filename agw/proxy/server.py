@@ -1,0 +1,710 @@
+"""The client side: a raw asyncio Protocol over httptools, and the per-request `Exchange`.
+
+One `ClientProtocol` per client connection. Requests are answered strictly in order (HTTP/1.1 pipelining):
+the first is the active `Exchange`, later ones wait in a deque with reading paused. Bodies stream in both
+directions; either side's full write buffer pauses reading on the other side (`pause_reading_for`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any, Callable, Optional
+
+import httptools
+
+from ..config.durations import parse_duration
+from ..config.model import Settings
+from . import http as H
+from .routing import RouteRuntime, Router
+from .upstream import Target, UpstreamConnection
+
+log = logging.getLogger("agw.proxy")
+
+# Reasons reading from the client is paused (a bitmask, so each reason is lifted on its own).
+PAUSE_PIPELINE = 1      # a later request waits for the active one
+PAUSE_UPSTREAM = 2      # the upstream's write buffer is full
+PAUSE_BUFFER = 4        # request body buffered while the upstream is being connected / auth is pending
+
+BODY_BUFFER_LIMIT = 256 * 1024
+
+_HOP = H.HOP_BY_HOP
+_CHUNK_END = b"0\r\n\r\n"
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class ServerContext:
+    """What every connection of one bind shares: routes, limits, timeouts, hooks, live connections."""
+
+    def __init__(self, router: Router, settings: Settings, *, scheme: bytes = b"http",
+                 on_request: Optional[Callable[..., None]] = None) -> None:
+        self.router = router
+        self.scheme = scheme
+        self.max_header_bytes = settings.max_header_bytes
+        self.max_headers = settings.max_headers
+        self.max_connections = settings.max_connections
+        self.request_header_timeout = parse_duration(settings.request_header_timeout)
+        self.keepalive_timeout = parse_duration(settings.keepalive_timeout)
+        self.body_idle_timeout = parse_duration(settings.body_idle_timeout)
+        self.connections: set[ClientProtocol] = set()
+        self.draining = False
+        self.on_request = on_request   # access log / metrics hook: (exchange) -> None
+        self.loop = asyncio.get_event_loop()
+
+
+class ClientProtocol(asyncio.Protocol):
+    __slots__ = ("ctx", "loop", "transport", "parser", "peer", "url", "headers", "hdict", "head_bytes",
+                 "raw_head_bytes", "headers_done", "parsing", "active", "queue", "paused", "write_paused",
+                 "timer", "closing", "pending_error", "requests")
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.transport: Optional[asyncio.Transport] = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = b""
+        self.url = b""
+        self.headers: list = []
+        self.hdict: dict = {}
+        self.head_bytes = 0
+        self.raw_head_bytes = 0
+        self.headers_done = True
+        self.parsing: Optional[Exchange] = None     # the request whose body is being parsed
+        self.active: Optional[Exchange] = None      # the request being answered
+        self.queue: deque[Exchange] = deque()
+        self.paused = 0
+        self.write_paused = False
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.closing = False
+        self.pending_error: Optional[H.ErrorResponse] = None
+        self.requests = 0
+
+    # --- connection lifecycle ----------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        ctx = self.ctx
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0] if isinstance(peer, tuple) else "unix").encode()
+        if ctx.draining or len(ctx.connections) >= ctx.max_connections:
+            transport.write(H.SERVICE_UNAVAILABLE.close if ctx.draining else
+                            H.simple_response(503, b"too many connections\n", keep_alive=False))
+            transport.close()
+            self.closing = True
+            return
+        ctx.connections.add(self)
+        self._arm(ctx.request_header_timeout, self._on_idle_timeout)
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.closing = True
+        self.ctx.connections.discard(self)
+        self._disarm()
+        active = self.active
+        if active is not None:
+            active.on_client_lost()
+        for ex in self.queue:
+            ex.on_client_lost()
+        self.queue.clear()
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        ex = self.active
+        if ex is not None and ex.conn is not None and ex.conn.transport is not None:
+            ex.conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        ex = self.active
+        if ex is not None and ex.conn is not None and ex.conn.transport is not None:
+            ex.conn.transport.resume_reading()
+
+    def pause_reading_for(self, reason: int) -> None:
+        if not self.paused and self.transport is not None:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_reading_for(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and self.transport is not None and not self.closing:
+                self.transport.resume_reading()
+
+    # --- timers ------------------------------------------------------------------------------------------
+    def _arm(self, delay: float, cb: Callable[[], None]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(delay, cb)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _on_idle_timeout(self) -> None:
+        self.timer = None
+        if self.active is None and not self.queue and self.transport is not None:
+            if not self.headers_done:
+                # A request was started but its head never completed (slowloris).
+                self.transport.write(H.REQUEST_TIMEOUT.close)
+            self.close()
+
+    # --- input -------------------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # We strip Upgrade (hop-by-hop) and never switch protocols: finish this request, then close.
+            if self.parsing is not None:
+                self.parsing.keep_alive = False
+            self.pause_reading_for(PAUSE_PIPELINE)
+            return
+        except _HeadTooLarge:
+            self.fail(H.HEADERS_TOO_LARGE)
+            return
+        except httptools.HttpParserError as e:
+            if isinstance(e.__context__, _HeadTooLarge) or isinstance(e.__cause__, _HeadTooLarge):
+                self.fail(H.HEADERS_TOO_LARGE)
+            else:
+                self.fail(H.BAD_REQUEST)
+            return
+        if not self.headers_done:
+            # httptools keeps a half-received header line to itself; bound it here (one huge line).
+            self.raw_head_bytes += len(data)
+            if self.raw_head_bytes > self.ctx.max_header_bytes + 8192:
+                self.fail(H.HEADERS_TOO_LARGE)
+
+    def fail(self, error: H.ErrorResponse) -> None:
+        """A request could not be parsed: answer once the requests before it are answered, then close."""
+        self.parsing = None
+        self.headers_done = True
+        self.pause_reading_for(PAUSE_PIPELINE)
+        if self.active is None:
+            self._write_and_close(error.close)
+        else:
+            self.pending_error = error
+
+    def _write_and_close(self, data: bytes) -> None:
+        if self.transport is not None and not self.closing:
+            self.transport.write(data)
+            self.close()
+
+    def close(self) -> None:
+        self.closing = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- httptools callbacks -----------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.hdict = {}
+        self.head_bytes = 0
+        self.raw_head_bytes = 0
+        self.headers_done = False
+        if self.active is None:
+            self._arm(self.ctx.request_header_timeout, self._on_idle_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_bytes += len(url)
+        if self.head_bytes > self.ctx.max_header_bytes:
+            raise _HeadTooLarge()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        headers = self.headers
+        if self.head_bytes > self.ctx.max_header_bytes or len(headers) >= self.ctx.max_headers:
+            raise _HeadTooLarge()
+        lname = name.lower()
+        headers.append((lname, name, value))
+        hdict = self.hdict
+        prev = hdict.get(lname)
+        if prev is None:
+            hdict[lname] = value
+        else:
+            hdict[lname] = prev + (b"; " if lname == b"cookie" else b", ") + value
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        self.requests += 1
+        p = self.parser
+        ex = Exchange(self, p.get_method(), self.url, self.headers, self.hdict, p.should_keep_alive(),
+                      p.get_http_version() == "1.0")
+        self.parsing = ex
+        if self.active is None:
+            self._disarm()
+            self.active = ex
+            ex.start()
+        else:
+            self.queue.append(ex)
+            self.pause_reading_for(PAUSE_PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex is not None:
+            ex.on_request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        self.parsing = None
+        if ex is not None:
+            ex.on_request_complete()
+
+    # --- output ------------------------------------------------------------------------------------------
+    def exchange_done(self, ex: "Exchange") -> None:
+        if self.active is not ex:
+            return
+        self.active = None
+        hook = self.ctx.on_request
+        if hook is not None:
+            hook(ex)
+        if self.closing or self.transport is None:
+            return
+        if not ex.keep_alive or not ex.request_done:
+            # Unread request body (early answer) or Connection: close: finish this connection.
+            self.close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            self.active = nxt
+            if not self.queue:
+                self.resume_reading_for(PAUSE_PIPELINE)
+            nxt.start()
+            return
+        if self.pending_error is not None:
+            self._write_and_close(self.pending_error.close)
+            return
+        if self.ctx.draining:
+            self.close()
+            return
+        self.resume_reading_for(PAUSE_PIPELINE)
+        self._arm(self.ctx.keepalive_timeout, self._on_idle_timeout)
+
+    def drain(self) -> None:
+        """Stop taking requests on this connection; idle ones close now, busy ones after their answer."""
+        if self.active is None and not self.queue:
+            self.close()
+
+
+class Exchange:
+    """One request and its response: routing, authentication, upstream relay, timeouts."""
+    __slots__ = ("proto", "method", "target", "headers", "hdict", "keep_alive", "http10", "route",
+                 "conn", "upstream", "body_buffer", "body_buffered", "request_done", "request_chunked",
+                 "response_started", "response_chunked", "response_close_delimited", "status", "timer",
+                 "retried", "done", "auth", "start_time", "bytes_out", "reason", "head_only")
+
+    def __init__(self, proto: ClientProtocol, method: bytes, target: bytes, headers: list, hdict: dict,
+                 keep_alive: bool, http10: bool) -> None:
+        self.proto = proto
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.hdict = hdict
+        self.keep_alive = keep_alive
+        self.http10 = http10
+        self.route: Optional[RouteRuntime] = None
+        self.conn: Optional[UpstreamConnection] = None
+        self.upstream: Optional[Target] = None
+        self.body_buffer: Optional[list] = []
+        self.body_buffered = 0
+        self.request_done = False
+        self.request_chunked = b"chunked" in hdict.get(b"transfer-encoding", b"").lower()
+        self.response_started = False
+        self.response_chunked = False
+        self.response_close_delimited = False
+        self.status = 0
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.retried = False
+        self.done = False
+        self.auth: Any = None
+        self.start_time = time.monotonic()
+        self.bytes_out = 0
+        self.reason = ""
+        self.head_only = method == b"HEAD"
+
+    # --- request side ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        proto = self.proto
+        if proto.ctx.draining:
+            self.keep_alive = False
+        target = self.target
+        if not target.startswith(b"/"):
+            if target.startswith((b"http://", b"https://")):
+                # absolute-form: route on its path, Host comes from the authority.
+                rest = target.split(b"://", 1)[1]
+                authority, _, path = rest.partition(b"/")
+                self.target = target = b"/" + path
+                self.hdict[b"host"] = authority
+            elif target == b"*" and self.method == b"OPTIONS":
+                pass
+            else:
+                self.respond_error(H.BAD_REQUEST)
+                return
+        host = self.hdict.get(b"host")
+        if host is None:
+            if not self.http10:
+                self.respond_error(H.BAD_REQUEST)   # RFC 9112 3.2: Host is required in HTTP/1.1
+                return
+            host = b""
+        host = host.lower()
+        if host.startswith(b"["):
+            host = host.split(b"]", 1)[0] + b"]"
+        else:
+            host = host.split(b":", 1)[0]
+        path = target.split(b"?", 1)[0]
+        route = proto.ctx.router.match(host, self.method, path, self.hdict)
+        if route is None:
+            self.reason = "no_route"
+            self.respond_error(H.NOT_FOUND)
+            return
+        self.route = route
+        jwt = route.jwt
+        if jwt is not None:
+            result = jwt.authenticate(self.hdict, target)
+            if getattr(result, "__await__", None) is not None:
+                # A JWKS fetch must be awaited: hold the request (and its body) meanwhile.
+                proto.pause_reading_for(PAUSE_BUFFER)
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(self._auth_done)
+                return
+            self.after_auth(result)
+        else:
+            self.forward()
+
+    def _auth_done(self, task: "asyncio.Future") -> None:
+        self.proto.resume_reading_for(PAUSE_BUFFER)
+        if self.done:
+            return
+        try:
+            result = task.result()
+        except Exception:  # noqa: BLE001 - the policy must not take the connection down
+            log.exception("jwt policy failed")
+            self.respond_error(H.ErrorResponse(500, "internal error"))
+            return
+        self.after_auth(result)
+
+    def after_auth(self, result: Any) -> None:
+        self.auth = result
+        if not result.allowed:
+            self.reason = result.reason or "denied"
+            extra = ((b"www-authenticate", result.www_authenticate),) if result.www_authenticate else ()
+            self.respond_simple(401, result.body, extra)
+            return
+        self.forward()
+
+    def forward(self) -> None:
+        route = self.route
+        target = route.pool.pick()
+        self.upstream = target
+        conn = target.take_idle()
+        if conn is not None:
+            self.send_head(conn)
+        else:
+            task = asyncio.ensure_future(target.connect(self.proto.loop))
+            task.add_done_callback(self._connected)
+
+    def _connected(self, task: "asyncio.Future") -> None:
+        if self.done:
+            if not task.cancelled() and task.exception() is None:
+                self.upstream.release(task.result())
+            return
+        exc = task.exception() if not task.cancelled() else asyncio.CancelledError()
+        if exc is not None:
+            self.proto.resume_reading_for(PAUSE_BUFFER)
+            if isinstance(exc, asyncio.TimeoutError):
+                self.reason = "upstream_connect_timeout"
+                self.respond_error(H.CONNECT_TIMEOUT)
+            else:
+                self.reason = "upstream_connect_error"
+                log.warning("upstream %s: %s", self.upstream.label, exc)
+                self.respond_error(H.BAD_GATEWAY)
+            return
+        self.send_head(task.result())
+
+    def build_head(self) -> bytes:
+        """The request head for the upstream, written in one call."""
+        route = self.route
+        hdict = self.hdict
+        skip = _HOP
+        conn_tokens = hdict.get(b"connection")
+        if conn_tokens is not None:
+            skip = skip | {t.strip().lower() for t in conn_tokens.split(b",")}
+        strip = route.strip_headers
+        auth = self.auth
+        new_target = None
+        new_cookie = None
+        drop_credential = None
+        add_headers = ()
+        if auth is not None:
+            if auth.remove_credential:
+                drop_credential = route.jwt.credential_header
+                new_target = auth.new_target
+                new_cookie = auth.new_cookie
+            add_headers = auth.add_headers
+        parts = [self.method, b" ", new_target or self.target, b" HTTP/1.1\r\n"]
+        append = parts.append
+        for lname, name, value in self.headers:
+            if lname in skip or lname.startswith(b"proxy-") or lname in strip or lname == drop_credential:
+                continue
+            if lname[:12] == b"x-forwarded-":
+                if lname == H.FORWARDED_FOR:
+                    continue
+                if lname == H.FORWARDED_PROTO or lname == H.FORWARDED_HOST:
+                    continue
+            if lname == b"cookie" and new_cookie is not None:
+                if new_cookie:
+                    append(b"cookie: " + new_cookie + b"\r\n")
+                new_cookie = None  # written once, for all Cookie lines
+                continue
+            append(name + b": " + value + b"\r\n")
+        for name, value in add_headers:
+            append(name + b": " + value + b"\r\n")
+        xff = hdict.get(H.FORWARDED_FOR)
+        append(b"x-forwarded-for: " + (xff + b", " + self.proto.peer if xff else self.proto.peer) + b"\r\n")
+        append(b"x-forwarded-proto: " + self.proto.ctx.scheme + b"\r\n")
+        host = hdict.get(b"host")
+        if host is not None:
+            append(b"x-forwarded-host: " + host + b"\r\n")
+        else:
+            append(b"host: " + self.upstream.label.encode() + b"\r\n")
+        if self.request_chunked:
+            append(b"transfer-encoding: chunked\r\n")
+        append(b"\r\n")
+        return b"".join(parts)
+
+    def send_head(self, conn: UpstreamConnection) -> None:
+        if conn.transport is None:
+            # Lost between pool and use: get another.
+            self.forward()
+            return
+        self.conn = conn
+        conn.bind(self)
+        proto = self.proto
+        head = self.build_head()
+        buf = self.body_buffer
+        self.body_buffer = None
+        if buf:
+            head = head + b"".join(buf)
+        if self.request_done and self.request_chunked:
+            head += _CHUNK_END
+        conn.transport.write(head)
+        proto.resume_reading_for(PAUSE_BUFFER)
+        if proto.write_paused:
+            conn.transport.pause_reading()
+        self.timer = proto.loop.call_later(self.route.response_timeout, self._on_response_timeout)
+
+    def on_request_body(self, body: bytes) -> None:
+        if self.done:
+            return   # answered early (401, 404, error): the rest of the body is discarded
+        if self.request_chunked:
+            body = b"%x\r\n%b\r\n" % (len(body), body)
+        buf = self.body_buffer
+        if buf is not None:
+            buf.append(body)
+            self.body_buffered += len(body)
+            if self.body_buffered > BODY_BUFFER_LIMIT:
+                self.proto.pause_reading_for(PAUSE_BUFFER)
+        elif self.conn is not None and self.conn.transport is not None and not self.done:
+            self.conn.transport.write(body)
+
+    def on_request_complete(self) -> None:
+        self.request_done = True
+        if self.request_chunked and self.body_buffer is None and self.conn is not None \
+                and self.conn.transport is not None and not self.done:
+            self.conn.transport.write(_CHUNK_END)
+
+    # --- response side -----------------------------------------------------------------------------------
+    def on_response_head(self, conn: UpstreamConnection, status: int, reason: bytes, headers: list,
+                         upstream_keep_alive: bool) -> None:
+        if 100 <= status < 200:
+            if status != 101 and not self.http10 and self.proto.transport is not None:
+                self.proto.transport.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason))
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.status = status
+        self.response_started = True
+        has_length = False
+        chunked = False
+        conn_tokens = None
+        parts = [b"HTTP/1.1 %d %b\r\n" % (status, reason)]
+        append = parts.append
+        for name, value in headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                has_length = True
+            elif lname in _HOP or lname.startswith(b"proxy-"):
+                if lname == b"transfer-encoding":
+                    chunked = True
+                elif lname == b"connection":
+                    conn_tokens = {t.strip().lower() for t in value.split(b",")}
+                continue
+            elif conn_tokens is not None and lname in conn_tokens:
+                continue
+            append(name + b": " + value + b"\r\n")
+        if not upstream_keep_alive:
+            conn.reusable = False
+        no_body = self.head_only or status in (204, 304)
+        if not no_body and not has_length:
+            if not chunked:
+                # No framing from the upstream: the body ends when it closes the connection.
+                self.response_close_delimited = True
+                conn.reusable = False
+            if self.http10:
+                self.keep_alive = False      # HTTP/1.0 has no chunking: we end the body by closing
+            else:
+                self.response_chunked = True
+                append(b"transfer-encoding: chunked\r\n")
+        if not self.keep_alive or self.proto.ctx.draining:
+            self.keep_alive = False
+            append(b"connection: close\r\n\r\n")
+        elif self.http10:
+            append(b"connection: keep-alive\r\n\r\n")
+        else:
+            append(b"\r\n")
+        if self.proto.transport is not None:
+            self.proto.transport.write(b"".join(parts))
+        if self.head_only and (has_length or chunked):
+            # httptools would wait for a body the upstream will not send after HEAD: retire this connection.
+            conn.reusable = False
+            self.finish_response(conn)
+
+    def on_response_body(self, body: bytes) -> None:
+        t = self.proto.transport
+        if t is None or self.done:
+            return
+        self.bytes_out += len(body)
+        if self.response_chunked:
+            t.write(b"%x\r\n%b\r\n" % (len(body), body))
+        else:
+            t.write(body)
+
+    def on_response_complete(self, conn: UpstreamConnection) -> None:
+        if self.done:
+            return
+        self.finish_response(conn)
+
+    def finish_response(self, conn: UpstreamConnection) -> None:
+        if self.response_chunked and self.proto.transport is not None:
+            self.proto.transport.write(_CHUNK_END)
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.conn = None
+        if not self.request_done:
+            conn.reusable = False   # the upstream answered before the body was all sent
+        if conn.exchange is self:
+            self.upstream.release(conn)
+        self.proto.exchange_done(self)
+
+    def on_upstream_lost(self, conn: UpstreamConnection) -> None:
+        if self.done:
+            return
+        self.conn = None
+        if self.response_started:
+            if self.response_close_delimited:
+                self.finish_response(conn)
+            else:
+                # Mid-response: the client must see a cut connection, never a truncated "complete" answer.
+                self.abort_client()
+            return
+        if not conn.got_bytes and not self.retried and self.body_buffered == 0 \
+                and self.method in _IDEMPOTENT and not self.request_chunked and self.request_done:
+            # A pooled connection the upstream had closed: retry once on a fresh one.
+            self.retried = True
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.body_buffer = []
+            self.forward()
+            return
+        self.reason = "upstream_reset"
+        self.respond_error(H.UPSTREAM_RESET)
+
+    def on_upstream_protocol_error(self) -> None:
+        if self.done:
+            return
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.exchange = None
+        if self.response_started:
+            self.abort_client()
+        else:
+            self.reason = "upstream_bad_response"
+            self.respond_error(H.BAD_GATEWAY_RESPONSE)
+
+    def _on_response_timeout(self) -> None:
+        self.timer = None
+        if self.done:
+            return
+        conn = self.conn
+        if conn is not None:
+            conn.exchange = None
+            conn.abort()
+        self.conn = None
+        if self.response_started:
+            self.abort_client()
+        else:
+            self.reason = "upstream_timeout"
+            self.respond_error(H.GATEWAY_TIMEOUT)
+
+    def on_client_lost(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.exchange = None
+            conn.abort()
+
+    def abort_client(self) -> None:
+        self.done = True
+        self.keep_alive = False
+        self.status = self.status or 502
+        t = self.proto.transport
+        if t is not None:
+            t.abort()
+
+    # --- answers agw writes itself -----------------------------------------------------------------------
+    def respond_error(self, error: H.ErrorResponse) -> None:
+        self.respond_simple(error.code, error.body, ())
+
+    def respond_simple(self, code: int, body: bytes, extra: tuple) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            conn.exchange = None
+            conn.abort()
+        self.status = code
+        if not self.request_done:
+            # The body was not read: we cannot find the next request on this connection.
+            self.keep_alive = False
+            self.proto.resume_reading_for(PAUSE_BUFFER)
+        keep = self.keep_alive and not self.proto.ctx.draining
+        self.keep_alive = keep
+        t = self.proto.transport
+        if t is not None:
+            self.bytes_out = len(body)
+            t.write(H.simple_response(code, body, keep_alive=keep, extra=extra, head_only=self.head_only))
+        self.proto.exchange_done(self)

@@ -1,0 +1,209 @@
+"""Backends: a keep-alive connection pool per backend address and the upstream side of the HTTP protocol.
+
+An `UpstreamConnection` is bound to one exchange at a time (HTTP/1.1 without upstream pipelining); the
+exchange receives parser events through a small set of methods (`on_response_*`, `on_upstream_lost`).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from typing import TYPE_CHECKING, Optional
+
+import httptools
+
+from ..config.durations import parse_duration
+from ..config.model import Backend, Settings
+from ..config.validate import split_host_port
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Exchange
+
+log = logging.getLogger("agw.upstream")
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = ("target", "transport", "parser", "exchange", "reusable", "idle_handle", "status_reason",
+                 "headers", "got_bytes", "closed")
+
+    def __init__(self, target: "Target") -> None:
+        self.target = target
+        self.transport: Optional[asyncio.Transport] = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Optional["Exchange"] = None
+        self.reusable = True
+        self.idle_handle: Optional[asyncio.TimerHandle] = None
+        self.status_reason = b""
+        self.headers: list = []
+        self.got_bytes = False
+        self.closed = False
+
+    # --- asyncio.Protocol --------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:
+            # An idle pooled connection must stay silent; anything else means it is unusable.
+            self.close()
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.reusable = False
+            if self.exchange is not None:
+                self.exchange.on_upstream_protocol_error()
+            self.close()
+
+    def eof_received(self) -> Optional[bool]:
+        return None  # close the transport; connection_lost reports it
+
+    def connection_lost(self, exc: Optional[BaseException]) -> None:
+        self.closed = True
+        self.transport = None
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        self.target.forget(self)
+        ex = self.exchange
+        if ex is not None:
+            self.exchange = None
+            ex.on_upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.proto.pause_reading_for(2)
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.proto.resume_reading_for(2)
+
+    # --- httptools callbacks -----------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.status_reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self.status_reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            p = self.parser
+            ex.on_response_head(self, p.get_status_code(), self.status_reason, self.headers,
+                                p.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            if not self.parser.should_keep_alive():
+                self.reusable = False
+            ex.on_response_complete(self)
+
+    # --- pool use -----------------------------------------------------------------------------------------
+    def bind(self, exchange: "Exchange") -> None:
+        if self.idle_handle is not None:
+            self.idle_handle.cancel()
+            self.idle_handle = None
+        self.exchange = exchange
+        self.got_bytes = False
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Target:
+    """One backend address with its idle keep-alive connections."""
+    __slots__ = ("host", "port", "label", "idle", "max_idle", "idle_timeout", "connect_timeout", "all",
+                 "connect_errors")
+
+    def __init__(self, address: str, settings: Settings) -> None:
+        self.host, self.port = split_host_port(address)
+        self.label = address
+        self.idle: list[UpstreamConnection] = []
+        self.all: set[UpstreamConnection] = set()
+        self.max_idle = settings.max_idle_upstream_per_backend
+        self.idle_timeout = parse_duration(settings.upstream_idle_timeout)
+        self.connect_timeout = parse_duration(settings.connect_timeout)
+        self.connect_errors = 0
+
+    def take_idle(self) -> Optional[UpstreamConnection]:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None and not conn.closed and not conn.transport.is_closing():
+                return conn
+        return None
+
+    async def connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                self.connect_timeout)
+        except BaseException:
+            self.connect_errors += 1
+            raise
+        self.all.add(conn)
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        conn.exchange = None
+        if not conn.reusable or conn.closed or len(self.idle) >= self.max_idle:
+            conn.close()
+            return
+        self.idle.append(conn)
+        loop = asyncio.get_running_loop()
+        conn.idle_handle = loop.call_later(self.idle_timeout, conn.close)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        self.all.discard(conn)
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            pass
+
+    def close_all(self) -> None:
+        for conn in list(self.all):
+            conn.close()
+
+
+class BackendPool:
+    """The backends of a route: weighted round robin over targets."""
+    __slots__ = ("targets", "_cycle", "_single")
+
+    def __init__(self, backends: list[Backend], settings: Settings) -> None:
+        self.targets = [Target(b.host, settings) for b in backends]
+        order = [t for t, b in zip(self.targets, backends) for _ in range(b.weight)]
+        self._cycle = itertools.cycle(order)
+        self._single = self.targets[0] if len(self.targets) == 1 else None
+
+    def pick(self) -> Target:
+        return self._single or next(self._cycle)
+
+    def close_all(self) -> None:
+        for t in self.targets:
+            t.close_all()
