@@ -10,6 +10,7 @@ import logging
 import signal
 import socket
 import ssl
+import time
 from typing import Any, Callable, Optional
 
 from ..config import ConfigError, LoadedConfig
@@ -20,6 +21,8 @@ from .server import ClientProtocol, ServerContext
 from .upstream import BackendPool
 
 log = logging.getLogger("agw")
+
+TICK_SECONDS = 0.25
 
 
 def _jwt_policy_factory(base_dir: str, policies: list) -> Callable[[JwtAuth, str], Any]:
@@ -102,6 +105,18 @@ class Worker:
         self.contexts: list[ServerContext] = []
         self.sockets = sockets or {}
         self.draining = False
+        self._ticker: Optional[asyncio.TimerHandle] = None
+
+    def _tick(self) -> None:
+        """Timeouts without per-request timers: deadlines are checked here, four times a second."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for ctx in self.contexts:
+            ctx.expire(now)
+        mono = time.monotonic()
+        for pool in self.runtime.pools.values():
+            pool.expire_idle(mono)
+        self._ticker = loop.call_later(TICK_SECONDS, self._tick)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -121,6 +136,7 @@ class Worker:
                                               backlog=4096)
             self.servers.append(server)
             self.contexts.append(ctx)
+        self._ticker = loop.call_later(TICK_SECONDS, self._tick)
 
     def ready(self) -> bool:
         return bool(self.servers) and not self.draining and self.runtime.ready()
@@ -145,6 +161,8 @@ class Worker:
             for conn in list(ctx.connections):
                 if conn.transport is not None:
                     conn.transport.abort()
+        if self._ticker is not None:
+            self._ticker.cancel()
         await self.runtime.close()
 
 

@@ -56,11 +56,17 @@ class ServerContext:
         self.on_request = on_request   # access log / metrics hook: (exchange) -> None
         self.loop = asyncio.get_event_loop()
 
+    def expire(self, now: float) -> None:
+        """Called a few times a second: fire the deadlines that passed (no timer objects per request)."""
+        for conn in [c for c in self.connections if 0.0 < c.deadline <= now]:
+            conn.deadline = 0.0
+            conn.on_deadline()
+
 
 class ClientProtocol(asyncio.Protocol):
     __slots__ = ("ctx", "loop", "transport", "parser", "peer", "url", "headers", "hdict", "head_bytes",
                  "raw_head_bytes", "headers_done", "parsing", "active", "queue", "paused", "write_paused",
-                 "timer", "closing", "pending_error", "requests")
+                 "deadline", "closing", "pending_error", "requests", "cork")
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -79,10 +85,11 @@ class ClientProtocol(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()
         self.paused = 0
         self.write_paused = False
-        self.timer: Optional[asyncio.TimerHandle] = None
+        self.deadline = 0.0      # loop time when the current phase times out; 0 = none
         self.closing = False
         self.pending_error: Optional[H.ErrorResponse] = None
         self.requests = 0
+        self.cork: Optional[list] = None   # writes collected while an upstream chunk is processed
 
     # --- connection lifecycle ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -97,7 +104,7 @@ class ClientProtocol(asyncio.Protocol):
             self.closing = True
             return
         ctx.connections.add(self)
-        self._arm(ctx.request_header_timeout, self._on_idle_timeout)
+        self._arm(ctx.request_header_timeout)
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.closing = True
@@ -135,19 +142,17 @@ class ClientProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
 
     # --- timers ------------------------------------------------------------------------------------------
-    def _arm(self, delay: float, cb: Callable[[], None]) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = self.loop.call_later(delay, cb)
+    def _arm(self, delay: float) -> None:
+        self.deadline = self.loop.time() + delay
 
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.deadline = 0.0
 
-    def _on_idle_timeout(self) -> None:
-        self.timer = None
-        if self.active is None and not self.queue and self.transport is not None:
+    def on_deadline(self) -> None:
+        if self.active is not None:
+            self.active.on_deadline()
+            return
+        if not self.queue and self.transport is not None:
             if not self.headers_done:
                 # A request was started but its head never completed (slowloris).
                 self.transport.write(H.REQUEST_TIMEOUT.close)
@@ -192,13 +197,28 @@ class ClientProtocol(asyncio.Protocol):
 
     def _write_and_close(self, data: bytes) -> None:
         if self.transport is not None and not self.closing:
-            self.transport.write(data)
+            self.write(data)
             self.close()
+
+    def write(self, data: bytes) -> None:
+        cork = self.cork
+        if cork is not None:
+            cork.append(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        """Send what was collected while corked, in one write (one syscall for head + body)."""
+        cork = self.cork
+        self.cork = None
+        if cork and self.transport is not None:
+            self.transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
 
     def close(self) -> None:
         self.closing = True
         self._disarm()
         if self.transport is not None:
+            self.flush()
             self.transport.close()
 
     # --- httptools callbacks -----------------------------------------------------------------------------
@@ -210,7 +230,7 @@ class ClientProtocol(asyncio.Protocol):
         self.raw_head_bytes = 0
         self.headers_done = False
         if self.active is None:
-            self._arm(self.ctx.request_header_timeout, self._on_idle_timeout)
+            self._arm(self.ctx.request_header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -286,7 +306,7 @@ class ClientProtocol(asyncio.Protocol):
             self.close()
             return
         self.resume_reading_for(PAUSE_PIPELINE)
-        self._arm(self.ctx.keepalive_timeout, self._on_idle_timeout)
+        self._arm(self.ctx.keepalive_timeout)
 
     def drain(self) -> None:
         """Stop taking requests on this connection; idle ones close now, busy ones after their answer."""
@@ -298,7 +318,7 @@ class Exchange:
     """One request and its response: routing, authentication, upstream relay, timeouts."""
     __slots__ = ("proto", "method", "target", "headers", "hdict", "keep_alive", "http10", "route",
                  "conn", "upstream", "body_buffer", "body_buffered", "request_done", "request_chunked",
-                 "response_started", "response_chunked", "response_close_delimited", "status", "timer",
+                 "response_started", "response_chunked", "response_close_delimited", "status",
                  "retried", "done", "auth", "start_time", "bytes_out", "reason", "head_only")
 
     def __init__(self, proto: ClientProtocol, method: bytes, target: bytes, headers: list, hdict: dict,
@@ -321,7 +341,6 @@ class Exchange:
         self.response_chunked = False
         self.response_close_delimited = False
         self.status = 0
-        self.timer: Optional[asyncio.TimerHandle] = None
         self.retried = False
         self.done = False
         self.auth: Any = None
@@ -499,7 +518,7 @@ class Exchange:
         proto.resume_reading_for(PAUSE_BUFFER)
         if proto.write_paused:
             conn.transport.pause_reading()
-        self.timer = proto.loop.call_later(self.route.response_timeout, self._on_response_timeout)
+        proto._arm(self.route.response_timeout if self.request_done else proto.ctx.body_idle_timeout)
 
     def on_request_body(self, body: bytes) -> None:
         if self.done:
@@ -514,9 +533,13 @@ class Exchange:
                 self.proto.pause_reading_for(PAUSE_BUFFER)
         elif self.conn is not None and self.conn.transport is not None and not self.done:
             self.conn.transport.write(body)
+            if not self.response_started:
+                self.proto._arm(self.proto.ctx.body_idle_timeout)
 
     def on_request_complete(self) -> None:
         self.request_done = True
+        if self.conn is not None and not self.response_started and not self.done:
+            self.proto._arm(self.route.response_timeout)
         if self.request_chunked and self.body_buffer is None and self.conn is not None \
                 and self.conn.transport is not None and not self.done:
             self.conn.transport.write(_CHUNK_END)
@@ -525,12 +548,9 @@ class Exchange:
     def on_response_head(self, conn: UpstreamConnection, status: int, reason: bytes, headers: list,
                          upstream_keep_alive: bool) -> None:
         if 100 <= status < 200:
-            if status != 101 and not self.http10 and self.proto.transport is not None:
-                self.proto.transport.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason))
+            if status != 101 and not self.http10:
+                self.proto.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason))
             return
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         self.status = status
         self.response_started = True
         has_length = False
@@ -571,22 +591,23 @@ class Exchange:
             append(b"connection: keep-alive\r\n\r\n")
         else:
             append(b"\r\n")
-        if self.proto.transport is not None:
-            self.proto.transport.write(b"".join(parts))
+        self.proto.write(b"".join(parts))
+        self.proto._arm(self.proto.ctx.body_idle_timeout)
         if self.head_only and (has_length or chunked):
             # httptools would wait for a body the upstream will not send after HEAD: retire this connection.
             conn.reusable = False
             self.finish_response(conn)
 
     def on_response_body(self, body: bytes) -> None:
-        t = self.proto.transport
-        if t is None or self.done:
+        if self.done:
             return
+        proto = self.proto
         self.bytes_out += len(body)
         if self.response_chunked:
-            t.write(b"%x\r\n%b\r\n" % (len(body), body))
+            proto.write(b"%x\r\n%b\r\n" % (len(body), body))
         else:
-            t.write(body)
+            proto.write(body)
+        proto.deadline = proto.loop.time() + proto.ctx.body_idle_timeout
 
     def on_response_complete(self, conn: UpstreamConnection) -> None:
         if self.done:
@@ -594,12 +615,9 @@ class Exchange:
         self.finish_response(conn)
 
     def finish_response(self, conn: UpstreamConnection) -> None:
-        if self.response_chunked and self.proto.transport is not None:
-            self.proto.transport.write(_CHUNK_END)
+        if self.response_chunked:
+            self.proto.write(_CHUNK_END)
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         self.conn = None
         if not self.request_done:
             conn.reusable = False   # the upstream answered before the body was all sent
@@ -622,9 +640,6 @@ class Exchange:
                 and self.method in _IDEMPOTENT and not self.request_chunked and self.request_done:
             # A pooled connection the upstream had closed: retry once on a fresh one.
             self.retried = True
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
             self.body_buffer = []
             self.forward()
             return
@@ -644,10 +659,12 @@ class Exchange:
             self.reason = "upstream_bad_response"
             self.respond_error(H.BAD_GATEWAY_RESPONSE)
 
-    def _on_response_timeout(self) -> None:
-        self.timer = None
+    def on_deadline(self) -> None:
+        """The current phase took too long: waiting for the response head (504) or a stalled body."""
         if self.done:
             return
+        if self.conn is None and not self.response_started:
+            return   # still connecting: the connect timeout covers this phase
         conn = self.conn
         if conn is not None:
             conn.exchange = None
@@ -663,9 +680,6 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         conn = self.conn
         self.conn = None
         if conn is not None:
@@ -676,6 +690,7 @@ class Exchange:
         self.done = True
         self.keep_alive = False
         self.status = self.status or 502
+        self.proto.cork = None
         t = self.proto.transport
         if t is not None:
             t.abort()
@@ -688,9 +703,6 @@ class Exchange:
         if self.done:
             return
         self.done = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         conn = self.conn
         if conn is not None:
             self.conn = None
@@ -703,8 +715,6 @@ class Exchange:
             self.proto.resume_reading_for(PAUSE_BUFFER)
         keep = self.keep_alive and not self.proto.ctx.draining
         self.keep_alive = keep
-        t = self.proto.transport
-        if t is not None:
-            self.bytes_out = len(body)
-            t.write(H.simple_response(code, body, keep_alive=keep, extra=extra, head_only=self.head_only))
+        self.bytes_out = len(body)
+        self.proto.write(H.simple_response(code, body, keep_alive=keep, extra=extra, head_only=self.head_only))
         self.proto.exchange_done(self)

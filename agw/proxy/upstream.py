@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import logging
 import socket
+import time
 from typing import TYPE_CHECKING, Optional
 
 import httptools
@@ -24,7 +25,7 @@ log = logging.getLogger("agw.upstream")
 
 
 class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("target", "transport", "parser", "exchange", "reusable", "idle_handle", "status_reason",
+    __slots__ = ("target", "transport", "parser", "exchange", "reusable", "idle_since", "status_reason",
                  "headers", "got_bytes", "closed")
 
     def __init__(self, target: "Target") -> None:
@@ -33,7 +34,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Optional["Exchange"] = None
         self.reusable = True
-        self.idle_handle: Optional[asyncio.TimerHandle] = None
+        self.idle_since = 0.0
         self.status_reason = b""
         self.headers: list = []
         self.got_bytes = False
@@ -56,6 +57,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         self.got_bytes = True
+        proto = ex.proto
+        proto.cork = []
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -63,6 +66,8 @@ class UpstreamConnection(asyncio.Protocol):
             if self.exchange is not None:
                 self.exchange.on_upstream_protocol_error()
             self.close()
+        finally:
+            proto.flush()
 
     def eof_received(self) -> Optional[bool]:
         return None  # close the transport; connection_lost reports it
@@ -70,9 +75,6 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.closed = True
         self.transport = None
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
         self.target.forget(self)
         ex = self.exchange
         if ex is not None:
@@ -119,9 +121,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- pool use -----------------------------------------------------------------------------------------
     def bind(self, exchange: "Exchange") -> None:
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
         self.exchange = exchange
         self.got_bytes = False
 
@@ -175,9 +174,17 @@ class Target:
         if not conn.reusable or conn.closed or len(self.idle) >= self.max_idle:
             conn.close()
             return
+        conn.idle_since = time.monotonic()
         self.idle.append(conn)
-        loop = asyncio.get_running_loop()
-        conn.idle_handle = loop.call_later(self.idle_timeout, conn.close)
+
+    def expire_idle(self, now: float) -> None:
+        """Close pooled connections unused for longer than the idle timeout (before the upstream does)."""
+        limit = now - self.idle_timeout
+        if any(c.idle_since < limit for c in self.idle):
+            stale = [c for c in self.idle if c.idle_since < limit]
+            self.idle[:] = [c for c in self.idle if c.idle_since >= limit]
+            for c in stale:
+                c.close()
 
     def forget(self, conn: UpstreamConnection) -> None:
         self.all.discard(conn)
@@ -207,3 +214,7 @@ class BackendPool:
     def close_all(self) -> None:
         for t in self.targets:
             t.close_all()
+
+    def expire_idle(self, now: float) -> None:
+        for t in self.targets:
+            t.expire_idle(now)
