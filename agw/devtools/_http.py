@@ -130,12 +130,17 @@ class _HttpProtocol(asyncio.Protocol):
         self._arm_idle_timer()
         try:
             self._parser.feed_data(data)
-        except _ClientError as err:
-            self._fail(err.status, str(err))
         except httptools.HttpParserUpgrade:
             self._fail(400, "upgrades are not supported")
         except httptools.HttpParserError as err:
-            self._fail(400, f"malformed request: {err}")
+            # httptools wraps exceptions raised in callbacks; ours carry the status to answer with.
+            cause = err.__context__ if isinstance(err.__context__, _ClientError) else None
+            if cause is not None:
+                self._fail(cause.status, str(cause))
+            else:
+                self._fail(400, f"malformed request: {err}")
+        except _ClientError as err:
+            self._fail(err.status, str(err))
 
     # --- parser events -----------------------------------------------------------------------------------
     def _reset_message(self) -> None:
@@ -158,6 +163,9 @@ class _HttpProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         for name, value in self._headers:
+            if name.lower() == "content-length" and value.strip().isdigit():
+                if int(value) > self._max_body_bytes:
+                    raise _ClientError(413, "request body too large")
             if name.lower() == "expect" and value.lower() == "100-continue" and self._transport is not None:
                 self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 

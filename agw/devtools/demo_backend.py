@@ -13,7 +13,12 @@ with ",", pretty-printed with sorted keys.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
+import signal
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 from agw.devtools._http import HttpServer, Request, Response
@@ -141,3 +146,40 @@ class DemoBackend:
 
     async def close(self) -> None:
         await self._server.close()
+
+
+async def _serve_until_signalled(backend: DemoBackend) -> None:
+    await backend.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"demo backend listening on {backend.url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await backend.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m agw.devtools.demo_backend [--host H] [--port N]`: serve until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m agw.devtools.demo_backend", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8082)
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    try:
+        asyncio.run(_serve_until_signalled(DemoBackend(args.host, args.port)))
+    except OSError as err:
+        print(f"demo backend: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
