@@ -213,6 +213,9 @@ class DevIdp:
         except UnicodeDecodeError:
             return _oauth_error(400, "invalid_request", "Form body is not UTF-8")
         client_id = form.get("client_id") or self._basic_auth_client(request) or self.audience
+        # The configured audience is always in `aud`, so a policy written for it accepts tokens whatever
+        # client_id the user's curl sends (as a Keycloak audience mapper would arrange); the client is added.
+        audience: str | list[str] = self.audience if client_id == self.audience else [self.audience, client_id]
         grant_type = form.get("grant_type")
         if grant_type == "password":
             username = form.get("username", "")
@@ -221,10 +224,10 @@ class DevIdp:
                 return _oauth_error(401, "invalid_grant", "Invalid user credentials")
             if self.users.get(username) != password:
                 return _oauth_error(401, "invalid_grant", "Invalid user credentials")
-            token = self.mint(preferred_username=username, aud=client_id, azp=client_id)
+            token = self.mint(preferred_username=username, aud=audience, azp=client_id)
         elif grant_type == "client_credentials":
             account = f"service-account-{client_id}"
-            token = self.mint(preferred_username=account, aud=client_id, azp=client_id)
+            token = self.mint(preferred_username=account, aud=audience, azp=client_id)
         elif grant_type is None:
             return _oauth_error(400, "invalid_request", "Missing form parameter: grant_type")
         else:

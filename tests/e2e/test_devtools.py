@@ -111,8 +111,11 @@ def test_dev_idp_client_credentials_with_basic_auth(dev_idp_process):
         assert response.status == 200
         # the same connection serves the JWKS next (keep-alive)
         jwks = conn.request("GET", f"{REALM}/protocol/openid-connect/certs").json()
-    claims = verify_with_jwks(response.json()["access_token"], jwks, issuer=f"{base}{REALM}", audience="service-a")
+    token = response.json()["access_token"]
+    claims = verify_with_jwks(token, jwks, issuer=f"{base}{REALM}", audience="service-a")
     assert claims["preferred_username"] == "service-account-service-a"
+    # the default audience stays in `aud`, so a policy written for my-application accepts any client's token
+    assert claims["aud"] == ["my-application", "service-a"] and claims["azp"] == "service-a"
 
 
 def test_dev_idp_rejects_oversized_requests(dev_idp_process):
@@ -133,6 +136,22 @@ def test_dev_idp_stops_cleanly_on_sigterm(tmp_path):
                               env=agw_env(), ports_to_wait=[port], log_path=tmp_path / "idp.log").start()
     assert process.stop() == 0
     wait_for_port_closed("127.0.0.1", port)
+
+
+def test_agw_dev_idp_command_serves_the_guide_flow(tmp_path):
+    port = free_port()
+    process = ExternalProcess([sys.executable, "-m", "agw", "dev-idp", "--port", str(port)], env=agw_env(),
+                              ports_to_wait=[port], log_path=tmp_path / "agw-dev-idp.log").start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        status, body = http_json("POST", f"{base}{REALM}/protocol/openid-connect/token", {
+            "grant_type": "password", "client_id": "my-application", "username": "user1", "password": "password"})
+        assert status == 200
+        _, jwks = http_json("GET", f"{base}{REALM}/protocol/openid-connect/certs")
+        assert verify_with_jwks(body["access_token"], jwks, issuer=f"{base}{REALM}")["aud"] == "my-application"
+        assert "DEVELOPMENT-ONLY" in process.output()
+    finally:
+        assert process.stop() == 0
 
 
 def test_dev_idp_python_api_mints_tokens_and_serves_on_a_chosen_port():

@@ -32,7 +32,7 @@ DEFAULT_USER = ("user1", "password")
 
 
 class IdpUnavailable(RuntimeError):
-    """Node or the npm package cannot be had on this machine."""
+    """Node or npm is not installed on this machine (the fixtures skip the tests that need the IdP)."""
 
 
 def ensure_installed() -> None:
@@ -49,7 +49,8 @@ def ensure_installed() -> None:
         command = ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"]
         done = subprocess.run(command, cwd=IDP_DIR, capture_output=True, text=True, timeout=300)
         if done.returncode != 0 or not marker.exists():
-            raise IdpUnavailable(f"`{' '.join(command)}` in {IDP_DIR} failed:\n{done.stdout}\n{done.stderr}")
+            # Not a skip: with node present, a failed install is a broken environment the run must show.
+            raise RuntimeError(f"`{' '.join(command)}` in {IDP_DIR} failed:\n{done.stdout}\n{done.stderr}")
 
 
 def _http(method: str, url: str, *, form: dict[str, str] | None = None, payload: Any = None,
