@@ -126,6 +126,16 @@ class _HttpProtocol(asyncio.Protocol):
         self._cancel_idle_timer()
         self._transport = None
 
+    # A client that pipelines requests but never reads the answers must not grow our write buffer forever:
+    # stop reading while the transport's buffer is above its high-water mark.
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
     def data_received(self, data: bytes) -> None:
         self._arm_idle_timer()
         try:
