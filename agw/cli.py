@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import sys
 from typing import Optional
 
@@ -47,7 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "'off' disables it)")
     run.add_argument("--drain-timeout", type=float, default=15.0, metavar="SECONDS",
                      help="on SIGTERM, how long requests in flight may take to finish (default 15)")
+    run.add_argument("--access-log", default="-", metavar="PATH",
+                     help="one JSON line per request: '-' stdout (default), a file, or 'off'")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", default="json", choices=["json", "text"],
+                     help="errors, JWKS events and reloads, on stderr (default json)")
+    run.add_argument("--watch", action="store_true",
+                     help="reload when a config file changes (SIGHUP always reloads)")
 
     check = sub.add_parser("check", help="validate config files and print the status of each policy and route")
     add_config_args(check, required=True)
@@ -98,12 +102,14 @@ def _admin_addr(value: str) -> Optional[tuple[str, int]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .proxy.app import Runtime, install_uvloop, serve
+    from .proxy.accesslog import AccessLog, open_sink
+    from .proxy.app import ConfigSource, Runtime, install_uvloop, serve
 
     if not args.files:
         from .devtools.demo import run_demo
         return run_demo(args)
-    loaded = load_or_exit(args.files, _parse_resolve(args.resolve))
+    resolve = _parse_resolve(args.resolve)
+    loaded = load_or_exit(args.files, resolve)
     try:
         runtime = Runtime(loaded)   # builds every policy (inline/file JWKS) so errors surface before binding
     except ConfigError as e:
@@ -111,12 +117,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return 2
     admin = _admin_addr(args.admin)
+    source = ConfigSource(args.files, resolve)
     if args.workers > 1:
         from .proxy.workers import run_workers
-        return run_workers(runtime, args.workers, admin=admin, drain_timeout=args.drain_timeout)
+        return run_workers(runtime, args.workers, admin=admin, drain_timeout=args.drain_timeout,
+                           source=source, watch=args.watch, access_log=args.access_log)
     install_uvloop()
+    sink = open_sink(args.access_log)
     try:
-        return asyncio.run(serve(runtime, drain_timeout=args.drain_timeout, admin=admin))
+        return asyncio.run(serve(runtime, drain_timeout=args.drain_timeout, admin=admin, source=source,
+                                 watch=args.watch, access_log=AccessLog(sink) if sink is not None else None))
     except OSError as e:
         print(f"agw: cannot listen: {e}", file=sys.stderr)
         return 1
@@ -130,8 +140,8 @@ def cmd_dev_idp(args: argparse.Namespace) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = getattr(args, "log_level", "info").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .proxy.accesslog import setup_logging
+    setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     if args.command == "run":
         return cmd_run(args)
     if args.command == "check":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -16,6 +17,8 @@ from typing import Any, Callable, Optional
 from ..config import ConfigError, LoadedConfig
 from ..config.durations import parse_duration
 from ..config.model import JwtAuth
+from .accesslog import AccessLog
+from .metrics import Stats, render
 from .routing import Router, build_router
 from .server import ClientProtocol, ServerContext
 from .upstream import BackendPool
@@ -63,9 +66,12 @@ class Runtime:
         for p in self.policies:
             await p.start()
 
-    async def close(self) -> None:
+    async def close_policies(self) -> None:
         for p in self.policies:
             await p.close()
+
+    async def close(self) -> None:
+        await self.close_policies()
         for pool in self.pools.values():
             pool.close_all()
 
@@ -93,63 +99,154 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-class Worker:
-    """One process's servers for the current config."""
+class ConfigSource:
+    """Where the config came from, so SIGHUP / --watch can load it again."""
 
-    def __init__(self, runtime: Runtime, *, reuse_port: bool, on_request: Optional[Callable] = None,
-                 sockets: Optional[dict] = None) -> None:
+    def __init__(self, files: list[str], resolve: dict[str, str]) -> None:
+        self.files = files
+        self.resolve = resolve
+        self.mtimes = self._mtimes()
+
+    def _mtimes(self) -> dict[str, float]:
+        out = {}
+        for f in self.files:
+            try:
+                out[f] = os.stat(f).st_mtime
+            except OSError:
+                out[f] = 0.0
+        return out
+
+    def changed(self) -> bool:
+        now = self._mtimes()
+        if now != self.mtimes:
+            self.mtimes = now
+            return True
+        return False
+
+    def build(self) -> "Runtime":
+        """Load, check and build; raises ConfigError (with the same lines `agw check` prints)."""
+        from ..config import load
+        loaded = load(self.files, resolve=self.resolve)
+        bad = [s for s in loaded.statuses if not s.endswith(": Accepted")]
+        if bad:
+            raise ConfigError([("", line) for line in bad])
+        return Runtime(loaded)
+
+
+class Worker:
+    """One process's servers for the current config; the config can be swapped without dropping connections."""
+
+    def __init__(self, runtime: Runtime, *, reuse_port: bool, sockets: Optional[dict] = None,
+                 access_log: Optional[AccessLog] = None) -> None:
         self.runtime = runtime
         self.reuse_port = reuse_port
-        self.on_request = on_request
-        self.servers: list[asyncio.AbstractServer] = []
-        self.contexts: list[ServerContext] = []
-        self.sockets = sockets or {}
+        self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
+        self.contexts: dict[tuple[str, int], ServerContext] = {}
+        self.sockets = sockets if sockets is not None else {}
         self.draining = False
+        self.stats = Stats()
+        self.access_log = access_log
+        self.retired: list[Runtime] = []
         self._ticker: Optional[asyncio.TimerHandle] = None
+
+    # --- per request (hot path: keep it cheap) ---------------------------------------------------------
+    def on_request(self, ex: Any) -> None:
+        route = ex.route
+        auth = ex.auth
+        outcome = provider = None
+        if route is not None and route.jwt is not None and auth is not None:
+            outcome = auth.reason or "ok"
+            # Only configured issuers become label values: a token's own `iss` is attacker-controlled.
+            provider = auth.issuer if auth.issuer in route.jwt_issuers else ""
+        self.stats.record(route.name if route is not None else "", ex.status,
+                          time.monotonic() - ex.start_time, provider, outcome)
+        if self.access_log is not None:
+            self.access_log.record(ex)
 
     def _tick(self) -> None:
         """Timeouts without per-request timers: deadlines are checked here, four times a second."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for ctx in self.contexts:
+        for ctx in self.contexts.values():
             ctx.expire(now)
         mono = time.monotonic()
         for pool in self.runtime.pools.values():
             pool.expire_idle(mono)
+        if self.access_log is not None:
+            self.access_log.flush()
         self._ticker = loop.call_later(TICK_SECONDS, self._tick)
 
+    # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         await self.runtime.start_policies()
         for bind, router in self.runtime.routers:
-            ssl_ctx = None
-            if bind.tls is not None:
-                import os
-                base = self.runtime.loaded.base_dir
-                ssl_ctx = tls_context(os.path.join(base, bind.tls.cert), os.path.join(base, bind.tls.key))
-            ctx = ServerContext(router, self.runtime.settings, scheme=b"https" if ssl_ctx else b"http",
-                                on_request=self.on_request)
-            key = (bind.address, bind.port)
-            sock = self.sockets.get(key) or make_listen_socket(bind.address, bind.port, self.reuse_port)
-            self.sockets[key] = sock
-            server = await loop.create_server(lambda ctx=ctx: ClientProtocol(ctx), sock=sock, ssl=ssl_ctx,
-                                              backlog=4096)
-            self.servers.append(server)
-            self.contexts.append(ctx)
-        self._ticker = loop.call_later(TICK_SECONDS, self._tick)
+            await self._start_bind(bind, router)
+        self._ticker = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+
+    async def _start_bind(self, bind: Any, router: Router) -> None:
+        loop = asyncio.get_running_loop()
+        ssl_ctx = None
+        if bind.tls is not None:
+            base = self.runtime.loaded.base_dir
+            ssl_ctx = tls_context(os.path.join(base, bind.tls.cert), os.path.join(base, bind.tls.key))
+        ctx = ServerContext(router, self.runtime.settings, scheme=b"https" if ssl_ctx else b"http",
+                            on_request=self.on_request)
+        key = (bind.address, bind.port)
+        sock = self.sockets.get(key) or make_listen_socket(bind.address, bind.port, self.reuse_port)
+        self.sockets[key] = sock
+        self.servers[key] = await loop.create_server(lambda: ClientProtocol(ctx), sock=sock, ssl=ssl_ctx,
+                                                     backlog=4096)
+        self.contexts[key] = ctx
+        log.info("listening on %s:%d%s", bind.address, bind.port, " (TLS)" if ssl_ctx else "")
+
+    async def reload(self, runtime: Runtime) -> None:
+        """Swap in a new config: same binds keep their sockets and connections; requests in flight finish
+        on the routes they started with."""
+        await runtime.start_policies()
+        old = self.runtime
+        self.runtime = runtime
+        wanted = {(b.address, b.port): (b, r) for b, r in runtime.routers}
+        for key in list(self.servers):
+            if key not in wanted:
+                self.servers.pop(key).close()
+                ctx = self.contexts.pop(key)
+                ctx.draining = True
+                for conn in list(ctx.connections):
+                    conn.drain()
+                sock = self.sockets.pop(key, None)
+                if sock is not None:
+                    sock.close()
+        for key, (bind, router) in wanted.items():
+            ctx = self.contexts.get(key)
+            if ctx is None:
+                await self._start_bind(bind, router)
+            else:
+                ctx.apply(router, runtime.settings)
+        for pool in old.pools.values():
+            pool.retire()
+        await old.close_policies()
 
     def ready(self) -> bool:
         return bool(self.servers) and not self.draining and self.runtime.ready()
 
+    def metrics(self) -> tuple[bytes, bytes]:
+        return render(self.stats.snapshot(self.runtime))
+
+    def stats_json(self) -> bytes:
+        import orjson
+        snap = self.stats.snapshot(self.runtime)
+        snap["ready"] = self.ready()
+        return orjson.dumps(snap)
+
     def connection_count(self) -> int:
-        return sum(len(c.connections) for c in self.contexts)
+        return sum(len(c.connections) for c in self.contexts.values())
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting, let requests in flight finish (bounded by `timeout`), then close the rest."""
         self.draining = True
-        for server in self.servers:
+        for server in self.servers.values():
             server.close()
-        for ctx in self.contexts:
+        for ctx in self.contexts.values():
             ctx.draining = True
             for conn in list(ctx.connections):
                 conn.drain()
@@ -157,12 +254,14 @@ class Worker:
         deadline = loop.time() + timeout
         while self.connection_count() and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for ctx in self.contexts:
+        for ctx in self.contexts.values():
             for conn in list(ctx.connections):
                 if conn.transport is not None:
                     conn.transport.abort()
         if self._ticker is not None:
             self._ticker.cancel()
+        if self.access_log is not None:
+            self.access_log.flush()
         await self.runtime.close()
 
 
@@ -175,30 +274,68 @@ def install_uvloop() -> None:
 
 
 async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: float = 15.0,
-                admin: Optional[tuple[str, int]] = None, ready_event: Optional[Callable[[], None]] = None) -> int:
-    """Run one worker until SIGTERM/SIGINT; returns the exit code."""
+                admin: Optional[tuple[str, int]] = None, admin_unix: Optional[str] = None,
+                source: Optional[ConfigSource] = None, watch: bool = False,
+                access_log: Optional[AccessLog] = None,
+                ready_event: Optional[Callable[[], None]] = None) -> int:
+    """Run one worker until SIGTERM/SIGINT (reloading on SIGHUP or a changed file); returns the exit code."""
     from .admin import AdminServer
 
     loop = asyncio.get_running_loop()
-    worker = Worker(runtime, reuse_port=reuse_port)
+    worker = Worker(runtime, reuse_port=reuse_port, access_log=access_log)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    admin_server = None
+    reloading: list[asyncio.Task] = []
+
+    def reload() -> None:
+        if source is not None and not reloading:
+            task = asyncio.ensure_future(_reload(worker, source))
+            reloading.append(task)
+            task.add_done_callback(lambda t: reloading.clear())
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    admin_servers = []
     if admin is not None:
-        admin_server = AdminServer(worker)
-        await admin_server.start(*admin)
+        admin_servers.append(AdminServer(worker))
+        await admin_servers[-1].start(*admin)
+    if admin_unix is not None:
+        admin_servers.append(AdminServer(worker))
+        await admin_servers[-1].start_unix(admin_unix)
     await worker.start()
-    for bind, _ in runtime.routers:
-        log.info("listening on %s:%d", bind.address, bind.port)
     if ready_event is not None:
         ready_event()
+    watcher = asyncio.ensure_future(_watch(source, reload)) if watch and source is not None else None
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     log.info("draining (up to %.0fs)", drain_timeout)
     await worker.drain(drain_timeout)
-    if admin_server is not None:
-        await admin_server.close()
+    for a in admin_servers:
+        await a.close()
     return 0
+
+
+async def _reload(worker: Worker, source: ConfigSource) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        runtime = await loop.run_in_executor(None, source.build)
+    except ConfigError as e:
+        log.error("reload refused, still serving the previous config: %s", "; ".join(e.lines()),
+                  extra={"event": "reload_refused"})
+        return
+    except Exception as e:  # noqa: BLE001 - a reload must never take the proxy down
+        log.error("reload refused, still serving the previous config: %s", e, extra={"event": "reload_refused"})
+        return
+    await worker.reload(runtime)
+    log.info("config reloaded from %s", ", ".join(source.files), extra={"event": "reloaded"})
+
+
+async def _watch(source: ConfigSource, reload: Callable[[], None]) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        if source.changed():
+            reload()
 
 
 def parse_address(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -206,4 +343,4 @@ def parse_address(value: str, default_host: str = "127.0.0.1") -> tuple[str, int
     return (host.strip("[]") or default_host), int(port)
 
 
-__all__ = ["Runtime", "Worker", "serve", "install_uvloop", "parse_address", "parse_duration"]
+__all__ = ["ConfigSource", "Runtime", "Worker", "serve", "install_uvloop", "parse_address", "parse_duration"]

@@ -68,7 +68,7 @@ class HostMatcher:
 class RouteRuntime:
     """A route ready to serve: its matcher, its backend pool, its policies compiled."""
     __slots__ = ("name", "host_matcher", "predicates", "pool", "jwt", "strip_headers", "request_timeout",
-                 "response_timeout", "match_all")
+                 "response_timeout", "match_all", "jwt_issuers")
 
     def __init__(self, name: str, route: Route, policies: Optional[Policies], settings: Settings,
                  jwt_factory: Callable[[Any, str], Any], pools: dict[str, BackendPool]) -> None:
@@ -81,7 +81,11 @@ class RouteRuntime:
         if key not in pools:
             pools[key] = BackendPool(route.backends, settings)
         self.pool = pools[key]
-        self.jwt = jwt_factory(policies.jwt_auth, name) if policies and policies.jwt_auth else None
+        ja = policies.jwt_auth if policies else None
+        self.jwt = jwt_factory(ja, name) if ja is not None else None
+        self.jwt_issuers = frozenset(
+            [p.issuer for p in ja.providers] if ja is not None and ja.providers else
+            [ja.issuer] if ja is not None and ja.issuer else [])
         self.strip_headers = self.jwt.strip_headers if self.jwt is not None else frozenset()
         t = policies.timeout if policies else None
         self.request_timeout = parse_duration(t.request_timeout) if t and t.request_timeout else None

@@ -43,18 +43,22 @@ class ServerContext:
 
     def __init__(self, router: Router, settings: Settings, *, scheme: bytes = b"http",
                  on_request: Optional[Callable[..., None]] = None) -> None:
-        self.router = router
         self.scheme = scheme
+        self.connections: set[ClientProtocol] = set()
+        self.draining = False
+        self.on_request = on_request   # access log / metrics hook: (exchange) -> None
+        self.loop = asyncio.get_event_loop()
+        self.apply(router, settings)
+
+    def apply(self, router: Router, settings: Settings) -> None:
+        """Install routes and limits (at start and on reload); connections pick them up per request."""
+        self.router = router
         self.max_header_bytes = settings.max_header_bytes
         self.max_headers = settings.max_headers
         self.max_connections = settings.max_connections
         self.request_header_timeout = parse_duration(settings.request_header_timeout)
         self.keepalive_timeout = parse_duration(settings.keepalive_timeout)
         self.body_idle_timeout = parse_duration(settings.body_idle_timeout)
-        self.connections: set[ClientProtocol] = set()
-        self.draining = False
-        self.on_request = on_request   # access log / metrics hook: (exchange) -> None
-        self.loop = asyncio.get_event_loop()
 
     def expire(self, now: float) -> None:
         """Called a few times a second: fire the deadlines that passed (no timer objects per request)."""

@@ -138,7 +138,7 @@ class UpstreamConnection(asyncio.Protocol):
 class Target:
     """One backend address with its idle keep-alive connections."""
     __slots__ = ("host", "port", "label", "idle", "max_idle", "idle_timeout", "connect_timeout", "all",
-                 "connect_errors")
+                 "connect_errors", "retired")
 
     def __init__(self, address: str, settings: Settings) -> None:
         self.host, self.port = split_host_port(address)
@@ -149,6 +149,7 @@ class Target:
         self.idle_timeout = parse_duration(settings.upstream_idle_timeout)
         self.connect_timeout = parse_duration(settings.connect_timeout)
         self.connect_errors = 0
+        self.retired = False     # replaced by a reload: connections finish their request, then close
 
     def take_idle(self) -> Optional[UpstreamConnection]:
         idle = self.idle
@@ -171,7 +172,7 @@ class Target:
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.exchange = None
-        if not conn.reusable or conn.closed or len(self.idle) >= self.max_idle:
+        if not conn.reusable or conn.closed or self.retired or len(self.idle) >= self.max_idle:
             conn.close()
             return
         conn.idle_since = time.monotonic()
@@ -218,3 +219,10 @@ class BackendPool:
     def expire_idle(self, now: float) -> None:
         for t in self.targets:
             t.expire_idle(now)
+
+    def retire(self) -> None:
+        for t in self.targets:
+            t.retired = True
+            for conn in t.idle:
+                conn.close()
+            t.idle.clear()

@@ -1,147 +1,204 @@
 """`--workers N`: a supervisor process and N forked workers, each with its own SO_REUSEPORT sockets.
 
 The supervisor binds every worker's sockets before forking (so an address in use is reported once, before
-anything runs), forwards SIGTERM/SIGINT/SIGHUP, restarts a worker that dies unexpectedly, and serves the
-admin listener (ready when every worker has reported ready through a pipe).
+anything runs), forwards SIGTERM/SIGINT, checks a new config itself before passing SIGHUP on (a bad one is
+refused once, with its reason), restarts a worker that dies unexpectedly, and serves the admin listener:
+/readyz and /metrics ask every worker over its private unix socket and answer for all of them.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
-from typing import Optional
+from typing import Callable, Optional
 
-from .app import Runtime, install_uvloop, make_listen_socket, serve
+import orjson
+
+from ..config import ConfigError
+from .accesslog import AccessLog, open_sink
+from .app import ConfigSource, Runtime, install_uvloop, make_listen_socket, serve
+from .metrics import merge, render
 
 log = logging.getLogger("agw.workers")
 
 
-class _Supervised:
-    def __init__(self, n: int) -> None:
+class Supervisor:
+    def __init__(self, runtime: Runtime, n: int, *, source: Optional[ConfigSource], watch: bool,
+                 drain_timeout: float, access_log: str) -> None:
+        self.runtime = runtime
         self.n = n
-        self.ready_workers: set[int] = set()
-        self.draining = False
+        self.source = source
+        self.watch = watch
+        self.drain_timeout = drain_timeout
+        self.access_log = access_log
+        self.dir = tempfile.mkdtemp(prefix="agw-workers-")
+        self.pids: dict[int, int] = {}
+        self.stopping = False
+        self.sockets = [
+            {(b.address, b.port): make_listen_socket(b.address, b.port, True) for b in runtime.loaded.config.binds}
+            for _ in range(n)
+        ]
 
-    def ready(self) -> bool:
-        return not self.draining and len(self.ready_workers) == self.n
+    def worker_socket(self, i: int) -> str:
+        return os.path.join(self.dir, f"worker-{i}.sock")
 
-
-def _child(runtime: Runtime, sockets: dict, ready_fd: int, index: int, drain_timeout: float) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_DFL)
-    install_uvloop()
-
-    def ready() -> None:
-        os.write(ready_fd, bytes([index]))
-
-    code = 1
-    try:
-        code = asyncio.run(_child_main(runtime, sockets, ready, drain_timeout))
-    except BaseException:  # noqa: BLE001
-        log.exception("worker %d failed", index)
-    finally:
-        os._exit(code)
-
-
-async def _child_main(runtime: Runtime, sockets: dict, ready, drain_timeout: float) -> int:
-    from . import app
-
-    orig = app.make_listen_socket
-    app.make_listen_socket = lambda address, port, reuse: sockets[(address, port)]
-    try:
-        return await serve(runtime, reuse_port=True, drain_timeout=drain_timeout, ready_event=ready)
-    finally:
-        app.make_listen_socket = orig
-
-
-def run_workers(runtime: Runtime, n: int, *, admin: Optional[tuple[str, int]], drain_timeout: float) -> int:
-    per_worker = []
-    try:
-        for _ in range(n):
-            per_worker.append({(b.address, b.port): make_listen_socket(b.address, b.port, True)
-                               for b in runtime.loaded.config.binds})
-    except OSError as e:
-        print(f"agw: cannot listen: {e}", file=sys.stderr)
-        return 1
-    read_fd, write_fd = os.pipe()
-    state = _Supervised(n)
-    pids: dict[int, int] = {}
-
-    def spawn(i: int) -> None:
+    # --- children ----------------------------------------------------------------------------------------
+    def spawn(self, i: int) -> None:
+        path = self.worker_socket(i)
+        if os.path.exists(path):
+            os.unlink(path)
         pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            for j, socks in enumerate(per_worker):
-                if j != i:
-                    for s in socks.values():
-                        s.close()
-            _child(runtime, per_worker[i], write_fd, i, drain_timeout)
-        pids[pid] = i
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                for j, socks in enumerate(self.sockets):
+                    if j != i:
+                        for s in socks.values():
+                            s.close()
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                install_uvloop()
+                code = asyncio.run(self._worker_main(i))
+            except BaseException:  # noqa: BLE001
+                log.exception("worker %d failed", i)
+            finally:
+                os._exit(code)
+        self.pids[pid] = i
 
-    for i in range(n):
-        spawn(i)
-    install_uvloop()
-    return asyncio.run(_supervise(state, pids, spawn, read_fd, admin, drain_timeout))
+    async def _worker_main(self, i: int) -> int:
+        from . import app
 
+        sockets = self.sockets[i]
+        app.make_listen_socket = lambda address, port, reuse: sockets[(address, port)]
+        sink = open_sink(self.access_log)
+        return await serve(self.runtime, reuse_port=True, drain_timeout=self.drain_timeout,
+                           admin_unix=self.worker_socket(i), source=self.source, watch=False,
+                           access_log=AccessLog(sink) if sink is not None else None)
 
-async def _supervise(state: _Supervised, pids: dict[int, int], spawn, read_fd: int,
-                     admin: Optional[tuple[str, int]], drain_timeout: float) -> int:
-    from .admin import AdminServer
+    # --- admin: answers for all workers ------------------------------------------------------------------
+    async def _ask(self, i: int) -> Optional[dict]:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.worker_socket(i)), 2)
+        except (OSError, asyncio.TimeoutError):
+            return None
+        try:
+            writer.write(b"GET /stats HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 5)
+        except (OSError, asyncio.TimeoutError):
+            return None
+        finally:
+            writer.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            return None
+        return orjson.loads(body)
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    async def _all_stats(self) -> list[Optional[dict]]:
+        return list(await asyncio.gather(*(self._ask(i) for i in range(self.n))))
 
-    def on_ready() -> None:
-        for b in os.read(read_fd, 64):
-            state.ready_workers.add(b)
+    async def _ready(self) -> bool:
+        if self.stopping:
+            return False
+        stats = await self._all_stats()
+        return all(s is not None and s.get("ready") for s in stats)
 
-    loop.add_reader(read_fd, on_ready)
+    async def _metrics(self) -> tuple[bytes, bytes]:
+        return render(merge(s for s in await self._all_stats() if s is not None))
 
-    def forward(sig: int) -> None:
-        if sig in (signal.SIGTERM, signal.SIGINT):
-            state.draining = True
-            stop.set()
-        for pid in list(pids):
+    def ready(self):
+        return self._ready()
+
+    def metrics(self):
+        return self._metrics()
+
+    # --- the supervisor's own loop -----------------------------------------------------------------------
+    def reload(self) -> None:
+        if self.source is None:
+            return
+        try:
+            self.source.build()
+        except ConfigError as e:
+            log.error("reload refused, still serving the previous config: %s", "; ".join(e.lines()),
+                      extra={"event": "reload_refused"})
+            return
+        except Exception as e:  # noqa: BLE001
+            log.error("reload refused, still serving the previous config: %s", e,
+                      extra={"event": "reload_refused"})
+            return
+        self.signal_all(signal.SIGHUP)
+
+    def signal_all(self, sig: int) -> None:
+        for pid in list(self.pids):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, forward, sig)
-    admin_server = None
-    if admin is not None:
-        admin_server = AdminServer(state)
-        await admin_server.start(*admin)
-    restarts: list[float] = []
-    code = 0
-    while pids:
-        await asyncio.sleep(0.1)
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                pids.clear()
-                break
-            if pid == 0:
-                break
-            i = pids.pop(pid, None)
-            if i is None:
-                continue
-            state.ready_workers.discard(i)
-            if not stop.is_set():
+    async def run(self, admin: Optional[tuple[str, int]]) -> int:
+        from .admin import AdminServer
+
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            self.stopping = True
+            self.signal_all(signal.SIGTERM)
+
+        loop.add_signal_handler(signal.SIGTERM, stop)
+        loop.add_signal_handler(signal.SIGINT, stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        admin_server = None
+        if admin is not None:
+            admin_server = AdminServer(self)
+            await admin_server.start(*admin)
+        restarts: list[float] = []
+        code = 0
+        next_watch = time.monotonic() + 1
+        while self.pids:
+            await asyncio.sleep(0.1)
+            if self.watch and self.source is not None and time.monotonic() > next_watch:
+                next_watch = time.monotonic() + 1
+                if self.source.changed():
+                    self.reload()
+            while self.pids:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    self.pids.clear()
+                    break
+                if pid == 0:
+                    break
+                i = self.pids.pop(pid, None)
+                if i is None or self.stopping:
+                    continue
                 now = time.monotonic()
                 restarts[:] = [t for t in restarts if now - t < 10] + [now]
-                if len(restarts) > 5 * state.n:
-                    log.error("workers keep dying; giving up")
-                    forward(signal.SIGTERM)
+                if len(restarts) > 5 * self.n:
+                    log.error("workers keep dying; stopping")
+                    stop()
                     code = 1
                     continue
                 log.warning("worker %d exited (status %d); restarting", i, status)
-                spawn(i)
-    if admin_server is not None:
-        await admin_server.close()
-    return code
+                self.spawn(i)
+        if admin_server is not None:
+            await admin_server.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return code
+
+
+def run_workers(runtime: Runtime, n: int, *, admin: Optional[tuple[str, int]], drain_timeout: float,
+                source: Optional[ConfigSource] = None, watch: bool = False, access_log: str = "off") -> int:
+    try:
+        sup = Supervisor(runtime, n, source=source, watch=watch, drain_timeout=drain_timeout,
+                         access_log=access_log)
+    except OSError as e:
+        print(f"agw: cannot listen: {e}", file=sys.stderr)
+        return 1
+    for i in range(n):
+        sup.spawn(i)
+    install_uvloop()
+    return asyncio.run(sup.run(admin))

@@ -1,0 +1,164 @@
+"""Counters kept as plain dicts on the hot path, turned into Prometheus text only when /metrics is scraped.
+
+A `prometheus_client` Counter costs about a microsecond per `.labels().inc()`; a dict increment costs a
+twentieth of that. So each worker counts in `Stats`, and the admin listener (the worker itself, or the
+supervisor summing every worker's `snapshot()`) renders the families with prometheus-client at scrape time.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Any, Iterable, Optional
+
+from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+# Seconds; the usual latency buckets of a proxy (Envoy's are similar).
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Stats:
+    """One worker's counters. Keys are tuples of label values; values are ints (or bucket lists)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.durations: dict[str, list] = {}          # route -> [bucket counts..., +Inf count, sum]
+        self.jwt: dict[tuple[str, str], int] = {}      # (provider, outcome) -> count
+
+    def record(self, route: str, status: int, seconds: float, jwt_provider: Optional[str],
+               jwt_outcome: Optional[str]) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        hist = self.durations.get(route)
+        if hist is None:
+            hist = self.durations[route] = [0] * (len(DURATION_BUCKETS) + 1) + [0.0]
+        hist[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        hist[-1] += seconds
+        if jwt_outcome is not None:
+            jkey = (jwt_provider or "", jwt_outcome)
+            self.jwt[jkey] = self.jwt.get(jkey, 0) + 1
+
+    def snapshot(self, runtime: Any = None) -> dict:
+        """A JSON-able copy, with the gauges read from the runtime (pools, caches, JWKS)."""
+        snap: dict = {
+            "requests": [[r, s, n] for (r, s), n in self.requests.items()],
+            "durations": {r: list(h) for r, h in self.durations.items()},
+            "jwt": [[p, o, n] for (p, o), n in self.jwt.items()],
+            "policies": [], "upstreams": [],
+        }
+        if runtime is not None:
+            for policy in runtime.policies:
+                try:
+                    snap["policies"].append(policy.stats())
+                except Exception:  # noqa: BLE001 - metrics must never break serving
+                    pass
+            for pool in runtime.pools.values():
+                for t in pool.targets:
+                    snap["upstreams"].append({"backend": t.label, "idle": len(t.idle), "open": len(t.all),
+                                              "connect_errors": t.connect_errors})
+        return snap
+
+
+def merge(snapshots: Iterable[dict]) -> dict:
+    """Sum the snapshots of several workers into one."""
+    requests: dict = {}
+    durations: dict = {}
+    jwt: dict = {}
+    policies: list = []
+    upstreams: dict = {}
+    for snap in snapshots:
+        for r, s, n in snap["requests"]:
+            requests[(r, s)] = requests.get((r, s), 0) + n
+        for r, h in snap["durations"].items():
+            cur = durations.setdefault(r, [0] * len(h))
+            for i, v in enumerate(h):
+                cur[i] += v
+        for p, o, n in snap["jwt"]:
+            jwt[(p, o)] = jwt.get((p, o), 0) + n
+        policies.extend(snap["policies"])
+        for u in snap["upstreams"]:
+            cur = upstreams.setdefault(u["backend"], {"backend": u["backend"], "idle": 0, "open": 0,
+                                                      "connect_errors": 0})
+            for k in ("idle", "open", "connect_errors"):
+                cur[k] += u[k]
+    return {"requests": [[r, s, n] for (r, s), n in requests.items()], "durations": durations,
+            "jwt": [[p, o, n] for (p, o), n in jwt.items()], "policies": policies,
+            "upstreams": list(upstreams.values())}
+
+
+class _SnapshotCollector:
+    def __init__(self, snap: dict) -> None:
+        self.snap = snap
+
+    def collect(self):
+        snap = self.snap
+        req = CounterMetricFamily("agw_requests", "Requests answered, by route and status",
+                                  labels=["route", "status"])
+        for r, s, n in snap["requests"]:
+            req.add_metric([r, str(s)], n)
+        yield req
+        hist = HistogramMetricFamily("agw_request_duration_seconds",
+                                     "Time from request head to the end of the response", labels=["route"])
+        for r, h in snap["durations"].items():
+            cumulative, buckets = 0, []
+            for bound, count in zip(DURATION_BUCKETS + (float("inf"),), h[:-1]):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            hist.add_metric([r], buckets, h[-1])
+        yield hist
+        jwt = CounterMetricFamily("agw_jwt_authentications", "JWT outcomes by provider (issuer) and reason",
+                                  labels=["provider", "outcome"])
+        for p, o, n in snap["jwt"]:
+            jwt.add_metric([p, o], n)
+        yield jwt
+        yield from _policy_families(snap["policies"])
+        conn_err = CounterMetricFamily("agw_upstream_connect_errors", "Failed upstream connects",
+                                       labels=["backend"])
+        pool = GaugeMetricFamily("agw_upstream_connections", "Upstream connections by state",
+                                 labels=["backend", "state"])
+        for u in snap["upstreams"]:
+            conn_err.add_metric([u["backend"]], u["connect_errors"])
+            pool.add_metric([u["backend"], "idle"], u["idle"])
+            pool.add_metric([u["backend"], "open"], u["open"])
+        yield conn_err
+        yield pool
+
+
+def _policy_families(policies: list[dict]):
+    """Cache and JWKS figures from each JwtPolicy.stats() (summed over workers by name)."""
+    hits = CounterMetricFamily("agw_jwt_cache_hits", "Verified-token cache hits", labels=["policy"])
+    misses = CounterMetricFamily("agw_jwt_cache_misses", "Verified-token cache misses", labels=["policy"])
+    size = GaugeMetricFamily("agw_jwt_cache_entries", "Verified-token cache entries", labels=["policy"])
+    fetches = CounterMetricFamily("agw_jwks_fetches", "JWKS fetches by outcome", labels=["provider", "outcome"])
+    age = GaugeMetricFamily("agw_jwks_keys_age_seconds", "Age of the keys in use", labels=["provider"])
+    sums: dict = {}
+    fetch_sums: dict = {}
+    ages: dict = {}
+    for st in policies:
+        name = str(st.get("name", ""))
+        cache = st.get("cache", {})
+        cur = sums.setdefault(name, [0, 0, 0])
+        cur[0] += int(cache.get("hits", 0))
+        cur[1] += int(cache.get("misses", 0))
+        cur[2] += int(cache.get("size", 0))
+        for prov in st.get("providers", []):
+            issuer = str(prov.get("issuer", ""))
+            for outcome, n in (prov.get("fetches") or {}).items():
+                fetch_sums[(issuer, outcome)] = fetch_sums.get((issuer, outcome), 0) + int(n)
+            if prov.get("key_age") is not None:
+                ages[issuer] = max(ages.get(issuer, 0.0), float(prov["key_age"]))
+    for name, (h, m, s) in sums.items():
+        hits.add_metric([name], h)
+        misses.add_metric([name], m)
+        size.add_metric([name], s)
+    for (issuer, outcome), n in fetch_sums.items():
+        fetches.add_metric([issuer, outcome], n)
+    for issuer, a in ages.items():
+        age.add_metric([issuer], a)
+    yield from (hits, misses, size, fetches, age)
+
+
+def render(snap: dict) -> tuple[bytes, bytes]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snap))
+    return CONTENT_TYPE_LATEST.encode(), generate_latest(registry)
