@@ -259,3 +259,14 @@ def test_every_config_variable_is_set_in_the_deployment(resources: dict[str, dic
     used = {a or b for a, b in _VARIABLE.findall(embedded_config(resources))}
     provided = {e["name"] for e in agw_container.get("env", [])}
     assert used and used <= provided, used - provided
+
+
+def test_agw_accepts_every_flag_the_deployment_passes(agw_container: dict[str, Any]) -> None:
+    args = container_args(agw_container)
+    assert args[0] == "run"
+    result = subprocess.run([sys.executable, "-m", "agw", "run", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    known = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", result.stdout))
+    flags = [a.split("=", 1)[0] for a in args[1:] if a.startswith("-")]
+    assert flags and set(flags) <= known, set(flags) - known
