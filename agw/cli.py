@@ -58,9 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     idp = sub.add_parser("dev-idp", help="FOR DEVELOPMENT ONLY: a local identity provider with Keycloak's "
                          "paths that issues tokens to anyone who knows user1/password")
-    idp.add_argument("--host", default="127.0.0.1")
-    idp.add_argument("--port", type=int, default=8081)
-    idp.add_argument("--issuer", default=None, help="issuer URL (default http://HOST:PORT/realms/master)")
+    from .devtools.dev_idp import build_arg_parser
+    build_arg_parser(idp)
     return p
 
 
@@ -132,12 +131,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
 
 
-def cmd_dev_idp(args: argparse.Namespace) -> int:
-    from .devtools.dev_idp import run_dev_idp
-    return run_dev_idp(args.host, args.port, args.issuer) or 0
-
-
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dev-idp"] and not {"-h", "--help"} & set(argv):
+        from .devtools.dev_idp import main as dev_idp_main
+        return dev_idp_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from .proxy.accesslog import setup_logging
@@ -146,8 +144,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         return cmd_run(args)
     if args.command == "check":
         return cmd_check(args)
-    if args.command == "dev-idp":
-        return cmd_dev_idp(args)
     parser.print_help()
     return 2
 

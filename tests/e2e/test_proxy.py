@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from tests.e2e.rawclient import RawClient, free_port, wait_for_port
+from tests.support.ports import free_port, wait_for_port
+from tests.support.rawhttp import IncompleteResponse, RawConnection
 
 HERE = os.path.dirname(__file__)
 pytestmark = pytest.mark.e2e
@@ -70,7 +71,7 @@ class Proxy:
         self.log = open(tmp_path / f"agw-{self.port}.log", "w+b")
         self.proc = subprocess.Popen([sys.executable, "-m", "agw", "run", "-f", str(path), "--admin", "off",
                                       *args], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for_port("127.0.0.1", self.port, proc=self.proc)
+        wait_for_port("127.0.0.1", self.port, alive=lambda: self.proc.poll() is None)
 
     def output(self) -> str:
         self.log.seek(0)
@@ -90,6 +91,12 @@ def proxy(backend, tmp_path_factory):
     p = Proxy(proxy_config(0, backend).replace("port: 0", "port: PORT"), tmp_path_factory.mktemp("proxy"))
     yield p
     assert p.stop() == 0
+
+
+def read(conn: RawConnection, method: str = "GET"):
+    """(status, response, body) of the next response on a raw connection."""
+    resp = conn.read_response(method)
+    return resp.status, resp, resp.body
 
 
 def get(proxy, path, host="127.0.0.1", headers=None, method="GET", body=None):
@@ -149,33 +156,33 @@ def test_forwarded_headers_and_hop_by_hop(proxy):
 # --- connections -------------------------------------------------------------------------------------------
 
 def test_keepalive_reuses_both_sides(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         conns = set()
         for _ in range(5):
             c.send(b"GET /headers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            status, headers, body = c.read_response()
+            status, headers, body = read(c)
             assert status == 200
             conns.add(json.loads(body)["conn"])
         assert len(conns) == 1   # one upstream connection served all five requests
 
 
 def test_pipelined_requests_answered_in_order(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"".join(b"GET /headers?n=%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % i for i in range(10))
                + b"GET /nothing HTTP/1.1\r\nHost: none.test\r\n\r\n")
         for i in range(10):
-            status, _, body = c.read_response()
+            status, _, body = read(c)
             assert status == 200 and json.loads(body)["target"] == f"/headers?n={i}"
-        status, _, body = c.read_response()
+        status, _, body = read(c)
         assert status == 404
 
 
 def test_http10_without_keepalive_is_closed(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"GET /headers HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        status, headers, body = c.read_response(http10=True)
+        status, headers, body = read(c)
         assert status == 200 and json.loads(body)["method"] == "GET"
-        assert c.closed_by_peer()
+        assert c.is_closed_by_peer(wait=5)
 
 
 # --- bodies ----------------------------------------------------------------------------------------------------
@@ -219,41 +226,41 @@ def test_close_delimited_response_is_rechunked(proxy):
 
 
 def test_head_request(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"HEAD /stream?size=5000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        status, headers, body = c.read_response(head=True)
-        assert status == 200 and headers.get("content-length") == "5000" and body == b""
+        status, headers, body = read(c, "HEAD")
+        assert status == 200 and headers.header("content-length") == "5000" and body == b""
         c.send(b"GET /headers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        status, _, body = c.read_response()
+        status, _, body = read(c)
         assert status == 200 and json.loads(body)["method"] == "GET"
 
 
 # --- errors --------------------------------------------------------------------------------------------------
 
 def test_garbage_is_400_and_process_survives(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"\x16\x03\x01 this is not http\r\n\r\n")
-        status, headers, body = c.read_response()
-        assert status == 400 and headers["content-type"] == "text/plain"
+        status, headers, body = read(c)
+        assert status == 400 and headers.header("content-type") == "text/plain"
     r, _ = get(proxy, "/headers")
     assert r.status == 200
 
 
 def test_missing_host_is_400(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"GET /headers HTTP/1.1\r\n\r\n")
-        assert c.read_response()[0] == 400
+        assert c.read_response().status == 400
 
 
 def test_headers_too_large_is_431(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"x-big: " + b"a" * 70000 + b"\r\n\r\n")
-        status, headers, body = c.read_response()
+        status, headers, body = read(c)
         assert status == 431 and body == b"request header fields too large\n"
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"x-h%d: v\r\n" % i for i in range(200))
                + b"\r\n")
-        assert c.read_response()[0] == 431
+        assert c.read_response().status == 431
     r, _ = get(proxy, "/headers")
     assert r.status == 200
 
@@ -262,29 +269,29 @@ def test_upstream_refused_is_502(backend, tmp_path):
     dead = free_port()
     p = Proxy(proxy_config(0, dead).replace("port: 0", "port: PORT"), tmp_path)
     try:
-        with RawClient(p.port) as c:
+        with RawConnection(p.port) as c:
             for _ in range(2):   # the connection survives the error
                 c.send(b"GET /headers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                status, headers, body = c.read_response()
+                status, headers, body = read(c)
                 assert status == 502 and body == b"upstream connect error\n"
-                assert headers["content-type"] == "text/plain"
+                assert headers.header("content-type") == "text/plain"
     finally:
         assert p.stop() == 0
 
 
 def test_upstream_too_slow_is_504(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"GET /slow?delay=3 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        status, _, body = c.read_response()
+        status, _, body = read(c)
         assert status == 504 and body == b"upstream request timeout\n"
         c.send(b"GET /headers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert c.read_response()[0] == 200
+        assert c.read_response().status == 200
 
 
 def test_upstream_closing_mid_response_cuts_the_client(proxy):
-    with RawClient(proxy.port) as c:
+    with RawConnection(proxy.port) as c:
         c.send(b"GET /close-mid HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        with pytest.raises(ConnectionError):
+        with pytest.raises(IncompleteResponse):
             c.read_response()
     r, _ = get(proxy, "/headers")
     assert r.status == 200
