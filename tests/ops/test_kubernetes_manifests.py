@@ -3,6 +3,7 @@ together the way a cluster needs it: probes reach agw's admin port, the pod is l
 in the grace period, selectors select, and the ConfigMap holds the guide's JWT policy."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,6 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.httpbin import HttpbinServer
+from tests.support.idp import MockIdp
+from tests.support.ports import free_port
+from tests.support.proxy import run_agw
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "deploy" / "kubernetes"
@@ -270,3 +276,76 @@ def test_agw_accepts_every_flag_the_deployment_passes(agw_container: dict[str, A
     known = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", result.stdout))
     flags = [a.split("=", 1)[0] for a in args[1:] if a.startswith("-")]
     assert flags and set(flags) <= known, set(flags) - known
+
+
+# --- the ConfigMap's config, run by agw itself ----------------------------------------------------------
+
+def deployment_env(agw_container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: str(e["value"]) for e in agw_container.get("env", []) if "value" in e}
+
+
+def test_configmap_config_passes_agw_check(resources: dict[str, dict[str, Any]],
+                                           agw_container: dict[str, Any], tmp_path: Path) -> None:
+    """With the pod's environment, exactly as the Deployment sets it, the config is accepted."""
+    config = tmp_path / "config.yaml"
+    config.write_text(embedded_config(resources))
+    result = run_agw("check", "-f", str(config), env=deployment_env(agw_container), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "AgentgatewayPolicy/agentgateway-system/jwt-auth-policy: Accepted" in lines, result.stdout
+    assert all(line.endswith(": Accepted") for line in lines if line.strip()), result.stdout
+
+
+def test_configmap_config_without_the_pod_environment_names_the_variable(
+        resources: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(embedded_config(resources))
+    pod_variables = {"KEYCLOAK_ISSUER", "KEYCLOAK_JWKS_PATH"}
+    env = {k: v for k, v in os.environ.items() if k not in pod_variables}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run([sys.executable, "-m", "agw", "check", "-f", str(config)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "KEYCLOAK_ISSUER" in result.stdout + result.stderr
+
+
+@pytest.mark.e2e
+def test_configmap_config_serves_the_guides_flow(resources: dict[str, dict[str, Any]],
+                                                 agw_container: dict[str, Any], idp: MockIdp,
+                                                 httpbin_backend: HttpbinServer, agw_proxy: Any) -> None:
+    """The ConfigMap's config as a pod would run it, with the cluster's Services mapped to local ones by
+    --resolve: Keycloak's JWKS path from the Deployment, the issuer of the local Keycloak stand-in, and a
+    free port for the Gateway listener (the only edit; the pod binds 8080)."""
+    documents = [d for d in yaml.safe_load_all(embedded_config(resources)) if d]
+    gateway = next(d for d in documents if d["kind"] == "Gateway")
+    listen_port = free_port()
+    for listener in gateway["spec"]["listeners"]:
+        listener["port"] = listen_port
+    provider = next(d for d in documents if d["kind"] == "AgentgatewayPolicy")[
+        "spec"]["traffic"]["jwtAuthentication"]["providers"][0]
+    keycloak = provider["jwks"]["remote"]["backendRef"]
+    route = next(d for d in documents if d["kind"] == "HTTPRoute")
+    backend = route["spec"]["rules"][0]["backendRefs"][0]
+    backend_namespace = backend.get("namespace", route["metadata"]["namespace"])
+
+    env = deployment_env(agw_container)
+    env["KEYCLOAK_ISSUER"] = idp.issuer
+    proxy = agw_proxy(
+        documents, env=env, wait_readyz=True,
+        extra_args=[
+            "--resolve", f"{keycloak['name']}.{keycloak['namespace']}:{keycloak['port']}=127.0.0.1:{idp.port}",
+            "--resolve", f"{backend['name']}.{backend_namespace}:{backend['port']}={httpbin_backend.address}",
+        ],
+    )
+    hostname = route["spec"]["hostnames"][0]
+
+    refused = proxy.get("/headers", host=hostname)
+    assert refused.status == 401, refused.text
+
+    token = idp.password_token()
+    accepted = proxy.get("/headers", {"Authorization": f"Bearer {token}"}, host=hostname)
+    assert accepted.status == 200, accepted.text
+    echoed = {k.lower(): v for k, v in accepted.json()["headers"].items()}
+    assert echoed["host"].split(":")[0] == hostname
+    # The credential is consumed by agw, as agentgateway does: httpbin never sees it.
+    assert "authorization" not in echoed
