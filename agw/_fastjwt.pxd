@@ -1,0 +1,114 @@
+# Declarations of the verification core's classes (implemented in _fastjwt.pyx).
+# Other Cython modules may `cimport` these so calls between them stay C-level.
+
+cdef enum Reason:
+    R_MISSING = 0
+    R_MALFORMED = 1
+    R_UNSUPPORTED_ALG = 2
+    R_EXPIRED = 3
+    R_NOT_YET_VALID = 4
+    R_UNKNOWN_ISSUER = 5
+    R_AUDIENCE = 6
+    R_MISSING_CLAIM = 7
+    R_UNKNOWN_KEY = 8
+    R_INVALID_SIG = 9
+    R_KEYS_UNAVAILABLE = 10
+    R_COUNT = 11
+
+cdef enum KeyKind:
+    K_RSA = 0
+    K_EC = 1
+    K_OKP = 2
+    K_OCT = 3
+
+cdef enum Location:
+    LOC_HEADER = 0
+    LOC_QUERY = 1
+    LOC_COOKIE = 2
+
+
+cdef class AuthResult:
+    cdef readonly bint allowed
+    cdef readonly object reason
+    cdef readonly object message
+    cdef readonly object www_authenticate
+    cdef readonly object body
+    cdef readonly object claims
+    cdef readonly object issuer
+    cdef readonly object subject
+    cdef readonly object add_headers
+    cdef readonly bint remove_credential
+    cdef readonly object new_target
+    cdef readonly object new_cookie
+
+    cpdef AuthResult with_rewrite(self, object new_target, object new_cookie)
+
+
+cdef class Key:
+    cdef readonly object kid
+    cdef readonly int kind
+    cdef readonly unsigned int algs
+    cdef readonly object identity
+    cdef object pub
+    cdef bytes ec_order
+    cdef int coord
+
+    cdef int verify(self, int alg, bytes signing_input, bytes sig) except -1
+
+
+cdef class Provider:
+    cdef readonly str issuer
+    cdef readonly object audiences
+    cdef readonly unsigned int required
+    cdef readonly long long generation
+    cdef readonly double keys_updated
+    cdef dict by_kid
+    cdef list keys
+    cdef readonly object fingerprint
+    cdef public object source
+
+
+cdef class CacheEntry:
+    cdef double exp
+    cdef long long generation
+    cdef Provider provider
+    cdef AuthResult result
+    cdef Py_ssize_t size
+
+
+cdef class Pending:
+    cdef readonly bytes token
+    cdef readonly int reason
+    cdef readonly list providers
+    cdef readonly object new_target
+    cdef readonly object new_cookie
+
+
+cdef class Core:
+    cdef dict groups
+    cdef dict header_cache
+    cdef double skew
+    cdef Py_ssize_t max_token
+    cdef tuple results
+    cdef bint remove_credential
+    cdef list claim_headers
+    cdef int location
+    cdef bytes header_name
+    cdef bytes prefix_lower
+    cdef Py_ssize_t prefix_len
+    cdef bytes param_name
+    cdef bytes cookie_name
+    cdef bint cache_on
+    cdef object cache
+    cdef Py_ssize_t cache_max_entries
+    cdef Py_ssize_t cache_max_bytes
+    cdef Py_ssize_t cache_bytes
+    cdef readonly long long hits
+    cdef readonly long long misses
+
+    cpdef object verify_token(self, bytes token, double now=*, bint allow_pending=*)
+    cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
+    cdef object _fail(self, int reason)
+    cdef AuthResult _success(self, dict claims, str issuer)
+    cdef void _cache_put(self, bytes token, AuthResult result, double exp, Provider provider)
+    cdef list _claim_header_values(self, dict claims)

@@ -1,0 +1,900 @@
+# cython: language_level=3
+"""agw's JWT verification core.
+
+Everything a request needs is here, in C-level code where it matters: finding the token, the verified-token
+cache, splitting and strict base64url decoding, header and claim checks, key lookup by (issuer, kid) and the
+signature check through `cryptography` key objects built once per JWKS. It never touches asyncio: when keys
+must be fetched it returns a `Pending` and the Python layer (agw/jwt/policy.py) does the waiting.
+
+Reasons are small ints (the `Reason` enum in _fastjwt.pxd); `REASONS` maps them to the stable codes. The
+AuthResult objects for each reason are built by the policy (agw/jwt/errors.py has the text) and handed in.
+"""
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+from libc.string cimport memchr, memcmp
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+
+import hmac as _hmac
+from collections import OrderedDict
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+
+cdef object _loads = orjson.loads
+cdef object _dumps = orjson.dumps
+cdef object _hmac_digest = _hmac.digest
+cdef object _compare_digest = _hmac.compare_digest
+cdef object _InvalidSignature = InvalidSignature
+
+# Stable reason codes, indexed by the Reason enum.
+REASONS = ("missing", "malformed", "unsupported_algorithm", "expired", "not_yet_valid", "unknown_issuer",
+           "audience_not_allowed", "missing_claim", "unknown_key", "invalid_signature", "keys_unavailable")
+
+# --- algorithms -------------------------------------------------------------------------------------------
+
+ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+              "ES256", "ES384", "ES512", "EdDSA")
+cdef dict _ALG_IDS = {name: i for i, name in enumerate(ALGORITHMS)}
+ALG_BITS = {name: 1 << i for i, name in enumerate(ALGORITHMS)}
+cdef enum:
+    A_HS256 = 0
+    A_HS384 = 1
+    A_HS512 = 2
+    A_RS256 = 3
+    A_RS384 = 4
+    A_RS512 = 5
+    A_PS256 = 6
+    A_PS384 = 7
+    A_PS512 = 8
+    A_ES256 = 9
+    A_ES384 = 10
+    A_ES512 = 11
+    A_EDDSA = 12
+
+cdef tuple _HASHES = (hashes.SHA256(), hashes.SHA384(), hashes.SHA512())
+cdef tuple _HMAC_NAMES = ("sha256", "sha384", "sha512")
+cdef object _PKCS1 = padding.PKCS1v15()
+cdef tuple _PSS = tuple(padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size) for h in _HASHES)
+cdef tuple _ECDSA = tuple(ec.ECDSA(h) for h in _HASHES)
+
+# Group orders, big-endian, padded to the coordinate size: ECDSA r and s must lie in [1, n-1].
+EC_CURVES = {
+    # crv: (coordinate bytes, order, alg)
+    "P-256": (32, 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551, "ES256"),
+    "P-384": (48, 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973,
+              "ES384"),
+    "P-521": (66, int("01FF" + "FFFFFFFF" * 7 + "FFFFFFFA"
+                      "51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16), "ES512"),
+}
+
+# Required-claim bits (jwtValidationOptions.requiredClaims).
+CLAIM_BITS = {"exp": 1, "nbf": 2, "aud": 4, "iss": 8, "sub": 16}
+cdef enum:
+    C_EXP = 1
+    C_NBF = 2
+    C_AUD = 4
+    C_ISS = 8
+    C_SUB = 16
+
+# --- time -------------------------------------------------------------------------------------------------
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+def now() -> float:
+    """The wall clock the core uses (seconds since the epoch)."""
+    return _now()
+
+# --- strict base64url ---------------------------------------------------------------------------------------
+
+cdef signed char _B64[256]
+
+
+cdef void _init_b64() noexcept:
+    cdef int i
+    cdef bytes alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for i in range(256):
+        _B64[i] = -1
+    for i in range(64):
+        _B64[<unsigned char>alphabet[i]] = i
+
+
+_init_b64()
+
+
+cdef object _b64decode(const unsigned char* s, Py_ssize_t n):
+    """Decode unpadded base64url; None for padding, non-alphabet bytes or non-canonical trailing bits."""
+    cdef Py_ssize_t rem = n & 3
+    if rem == 1:
+        return None
+    cdef Py_ssize_t full = n - rem
+    cdef Py_ssize_t out_len = (full >> 2) * 3 + (rem - 1 if rem else 0)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, out_len)
+    cdef unsigned char* o = <unsigned char*>PyBytes_AS_STRING(out)
+    cdef Py_ssize_t i = 0, j = 0
+    cdef int a, b, c, d
+    while i < full:
+        a = _B64[s[i]]
+        b = _B64[s[i + 1]]
+        c = _B64[s[i + 2]]
+        d = _B64[s[i + 3]]
+        if (a | b | c | d) < 0:
+            return None
+        o[j] = <unsigned char>((a << 2) | (b >> 4))
+        o[j + 1] = <unsigned char>(((b & 15) << 4) | (c >> 2))
+        o[j + 2] = <unsigned char>(((c & 3) << 6) | d)
+        i += 4
+        j += 3
+    if rem == 2:
+        a = _B64[s[i]]
+        b = _B64[s[i + 1]]
+        if (a | b) < 0 or (b & 15):
+            return None
+        o[j] = <unsigned char>((a << 2) | (b >> 4))
+    elif rem == 3:
+        a = _B64[s[i]]
+        b = _B64[s[i + 1]]
+        c = _B64[s[i + 2]]
+        if (a | b | c) < 0 or (c & 3):
+            return None
+        o[j] = <unsigned char>((a << 2) | (b >> 4))
+        o[j + 1] = <unsigned char>(((b & 15) << 4) | (c >> 2))
+    return out
+
+
+def b64url_decode(data) -> bytes:
+    """Strict base64url decoding (no padding, canonical); raises ValueError on anything else."""
+    cdef bytes raw = data.encode("ascii") if isinstance(data, str) else bytes(data)
+    out = _b64decode(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+    if out is None:
+        raise ValueError("invalid base64url")
+    return out
+
+
+def b64url_encode(data: bytes) -> bytes:
+    """Unpadded base64url (used by tests and tooling, not on the hot path)."""
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+# --- JSON hygiene -------------------------------------------------------------------------------------------
+
+cdef Py_ssize_t _count_top_members(const unsigned char* s, Py_ssize_t n) noexcept:
+    """Members of the top-level JSON object (colons at depth 1 outside strings); input already valid JSON.
+
+    orjson keeps the last of duplicate keys silently; comparing this count with len(dict) refuses them.
+    """
+    cdef Py_ssize_t i = 0, count = 0
+    cdef int depth = 0
+    cdef bint in_str = False
+    cdef unsigned char ch
+    while i < n:
+        ch = s[i]
+        if in_str:
+            if ch == 92:  # backslash: skip the escaped byte
+                i += 1
+            elif ch == 34:
+                in_str = False
+        elif ch == 34:
+            in_str = True
+        elif ch == 123 or ch == 91:
+            depth += 1
+        elif ch == 125 or ch == 93:
+            depth -= 1
+        elif ch == 58 and depth == 1:
+            count += 1
+        i += 1
+    return count
+
+
+cdef object _json_object(bytes raw):
+    """A dict from JSON bytes, or None (not JSON, not UTF-8, not an object, duplicate top-level keys)."""
+    try:
+        obj = _loads(raw)
+    except Exception:
+        return None
+    if type(obj) is not dict:
+        return None
+    if _count_top_members(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw)) != len(<dict>obj):
+        return None
+    return obj
+
+# --- results ------------------------------------------------------------------------------------------------
+
+@cython.final
+cdef class AuthResult:
+    """The outcome of authenticating one request. Immutable; denials are shared, so never modify add_headers."""
+
+    def __init__(self, bint allowed, reason=None, message=None, www_authenticate=None, body=None, claims=None,
+                 issuer=None, subject=None, add_headers=None, bint remove_credential=False, new_target=None,
+                 new_cookie=None):
+        self.allowed = allowed
+        self.reason = reason
+        self.message = message
+        self.www_authenticate = www_authenticate
+        self.body = body
+        self.claims = claims
+        self.issuer = issuer
+        self.subject = subject
+        self.add_headers = add_headers if add_headers is not None else []
+        self.remove_credential = remove_credential
+        self.new_target = new_target
+        self.new_cookie = new_cookie
+
+    cpdef AuthResult with_rewrite(self, object new_target, object new_cookie):
+        """A copy carrying the request-target / Cookie value with the credential removed."""
+        cdef AuthResult r = AuthResult.__new__(AuthResult)
+        r.allowed = self.allowed
+        r.reason = self.reason
+        r.message = self.message
+        r.www_authenticate = self.www_authenticate
+        r.body = self.body
+        r.claims = self.claims
+        r.issuer = self.issuer
+        r.subject = self.subject
+        r.add_headers = self.add_headers
+        r.remove_credential = self.remove_credential
+        r.new_target = new_target
+        r.new_cookie = new_cookie
+        return r
+
+    def __repr__(self):
+        return (f"AuthResult(allowed={self.allowed}, reason={self.reason!r}, issuer={self.issuer!r}, "
+                f"subject={self.subject!r})")
+
+
+@cython.final
+cdef class Pending:
+    """Verification stopped for want of keys; the policy fetches and then calls Core.resolve()."""
+
+    def __repr__(self):
+        return f"Pending(reason={REASONS[self.reason]!r}, providers={[p.issuer for p in self.providers]!r})"
+
+# --- keys ---------------------------------------------------------------------------------------------------
+
+cdef bytes _raw_ecdsa_to_der(const unsigned char* sig, int coord):
+    """ASN.1 DER of ECDSA (r, s) from JOSE's fixed-width r||s (both already checked non-zero)."""
+    cdef int ri = 0, si = 0
+    while sig[ri] == 0:
+        ri += 1
+    while sig[coord + si] == 0:
+        si += 1
+    cdef int rlen = coord - ri, slen = coord - si
+    cdef int rpad = 1 if sig[ri] & 0x80 else 0
+    cdef int spad = 1 if sig[coord + si] & 0x80 else 0
+    cdef int body = 2 + rlen + rpad + 2 + slen + spad
+    cdef int hdr = 2 if body < 128 else 3
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, hdr + body)
+    cdef unsigned char* o = <unsigned char*>PyBytes_AS_STRING(out)
+    cdef int p = 0, k
+    o[p] = 0x30; p += 1
+    if body >= 128:
+        o[p] = 0x81; p += 1
+    o[p] = <unsigned char>body; p += 1
+    o[p] = 0x02; p += 1
+    o[p] = <unsigned char>(rlen + rpad); p += 1
+    if rpad:
+        o[p] = 0; p += 1
+    for k in range(rlen):
+        o[p] = sig[ri + k]; p += 1
+    o[p] = 0x02; p += 1
+    o[p] = <unsigned char>(slen + spad); p += 1
+    if spad:
+        o[p] = 0; p += 1
+    for k in range(slen):
+        o[p] = sig[coord + si + k]; p += 1
+    return out
+
+
+cdef inline bint _is_zero(const unsigned char* p, int n) noexcept:
+    cdef int i
+    for i in range(n):
+        if p[i]:
+            return False
+    return True
+
+
+@cython.final
+cdef class Key:
+    """One usable JWK: a ready `cryptography` public key (or HMAC secret) and the algorithms it allows.
+
+    Built by agw/jwt/keys.py, which does the JWK hygiene; `identity` is a stable fingerprint of the key
+    material used to notice key-set changes.
+    """
+
+    def __init__(self, kid, int kind, unsigned int algs, pub, identity, int coord=0, ec_order=None):
+        self.kid = kid
+        self.kind = kind
+        self.algs = algs
+        self.pub = pub
+        self.identity = identity
+        self.coord = coord
+        self.ec_order = ec_order.to_bytes(coord, "big") if ec_order is not None else None
+
+    cdef int verify(self, int alg, bytes signing_input, bytes sig) except -1:
+        """1 if the signature is valid, 0 if not."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(sig)
+        cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(sig)
+        cdef const unsigned char* order
+        try:
+            if alg <= A_HS512:
+                return 1 if _compare_digest(_hmac_digest(self.pub, signing_input, _HMAC_NAMES[alg]), sig) else 0
+            if alg <= A_RS512:
+                self.pub.verify(sig, signing_input, _PKCS1, _HASHES[alg - A_RS256])
+                return 1
+            if alg <= A_PS512:
+                self.pub.verify(sig, signing_input, _PSS[alg - A_PS256], _HASHES[alg - A_PS256])
+                return 1
+            if alg <= A_ES512:
+                if n != 2 * self.coord:
+                    return 0
+                order = <const unsigned char*>PyBytes_AS_STRING(self.ec_order)
+                if _is_zero(s, self.coord) or _is_zero(s + self.coord, self.coord):
+                    return 0
+                if memcmp(s, order, self.coord) >= 0 or memcmp(s + self.coord, order, self.coord) >= 0:
+                    return 0
+                self.pub.verify(_raw_ecdsa_to_der(s, self.coord), signing_input, _ECDSA[alg - A_ES256])
+                return 1
+            if alg == A_EDDSA:
+                if n != 64:
+                    return 0
+                self.pub.verify(sig, signing_input)
+                return 1
+        except _InvalidSignature:
+            return 0
+        except (ValueError, TypeError):
+            return 0
+        return 0
+
+    def verify_signature(self, str alg, bytes signing_input, bytes sig) -> bool:
+        """Python-visible signature check (tests, tooling); False also when the key does not allow `alg`."""
+        cdef int a = _ALG_IDS.get(alg, -1)
+        if a < 0 or not (self.algs & (1u << a)):
+            return False
+        return self.verify(a, signing_input, sig) == 1
+
+    def __repr__(self):
+        names = [a for a in ALGORITHMS if self.algs & ALG_BITS[a]]
+        return f"Key(kid={self.kid!r}, algs={names})"
+
+
+@cython.final
+cdef class Provider:
+    """One configured issuer: its audience and required-claim rules and its current key set."""
+
+    def __init__(self, str issuer, audiences=None, unsigned int required=C_EXP):
+        self.issuer = issuer
+        self.audiences = frozenset(audiences) if audiences else None
+        self.required = required
+        self.generation = 0
+        self.keys_updated = 0.0
+        self.by_kid = {}
+        self.keys = []
+        self.fingerprint = None
+        self.source = None
+
+    def set_keys(self, list keys) -> bool:
+        """Install a new key set; returns True (and bumps the generation, killing cached tokens) on a change."""
+        fingerprint = frozenset((<Key>k).identity for k in keys)
+        self.keys_updated = _now()
+        if fingerprint == self.fingerprint:
+            return False
+        cdef dict by_kid = {}
+        for k in keys:
+            if (<Key>k).kid is not None:
+                by_kid.setdefault((<Key>k).kid, []).append(k)
+        self.keys = list(keys)
+        self.by_kid = by_kid
+        self.fingerprint = fingerprint
+        self.generation += 1
+        return True
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self.keys)
+
+    @property
+    def key_count(self) -> int:
+        return len(self.keys)
+
+    def key_ids(self) -> list:
+        return [(<Key>k).kid for k in self.keys]
+
+
+@cython.final
+cdef class CacheEntry:
+    pass
+
+# --- the core -----------------------------------------------------------------------------------------------
+
+cdef inline bint _is_number(object v) noexcept:
+    return type(v) is int or type(v) is float
+
+
+cdef inline double _as_double(object v):
+    # orjson turns integers beyond 64 bits into floats, so float() cannot overflow here; stay careful anyway.
+    try:
+        return float(v)
+    except OverflowError:
+        return 1e300 if v > 0 else -1e300
+
+
+cdef bytes _header_value(object v):
+    """A claim rendered for an HTTP header, or None when it cannot be sent safely."""
+    cdef bytes out
+    if type(v) is str:
+        out = (<str>v).encode("utf-8")
+    elif v is True:
+        out = b"true"
+    elif v is False:
+        out = b"false"
+    elif type(v) is int:
+        out = str(v).encode()
+    elif type(v) is float:
+        out = str(int(v)).encode() if (<double>v).is_integer() and abs(<double>v) < 1e18 else repr(v).encode()
+    elif type(v) is dict or type(v) is list:
+        out = _dumps(v)
+    else:
+        return None
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(out)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(out)
+    for i in range(n):
+        # No control characters (CR/LF would split the header), DEL included; HTAB allowed.
+        if (p[i] < 32 and p[i] != 9) or p[i] == 127:
+            return None
+    return out
+
+
+cdef object _aud_list(object aud):
+    """`aud` as a list of strings; None if it is neither a string nor an array of strings."""
+    if type(aud) is str:
+        return [aud]
+    if type(aud) is list:
+        for a in <list>aud:
+            if type(a) is not str:
+                return None
+        return aud
+    return None
+
+cdef Py_ssize_t HEADER_CACHE_MAX = 1024
+
+
+cdef tuple _parse_header(const unsigned char* s, Py_ssize_t n):
+    """(alg id, kid) of a JOSE header segment, or (-(reason + 1), None) when it is refused."""
+    raw = _b64decode(s, n)
+    if raw is None:
+        return (-(R_MALFORMED + 1), None)
+    header = _json_object(raw)
+    if header is None:
+        return (-(R_MALFORMED + 1), None)
+    alg_name = (<dict>header).get("alg")
+    if type(alg_name) is not str:
+        return (-(R_MALFORMED + 1), None)
+    found_alg = PyDict_GetItem(_ALG_IDS, alg_name)
+    if found_alg == NULL:
+        return (-(R_UNSUPPORTED_ALG + 1), None)  # includes "none" in every spelling
+    kid = (<dict>header).get("kid")
+    if kid is not None and type(kid) is not str:
+        return (-(R_MALFORMED + 1), None)
+    # We understand no extensions, so any critical one is refused; JWE headers have no business here.
+    if "crit" in <dict>header or "enc" in <dict>header or "zip" in <dict>header:
+        return (-(R_MALFORMED + 1), None)
+    # jwk / jku / x5u / x5c are ignored on purpose: keys come only from the configured JWKS.
+    return (<object>found_alg, kid)
+
+
+@cython.final
+cdef class Core:
+    """Per-policy verification state: providers by issuer, the token location, results and the token cache.
+
+    `results` is a tuple of AuthResult indexed by Reason: the policy builds it for its mode (strict and
+    optional deny; permissive allows; R_MISSING is an allow in optional and permissive).
+    """
+
+    def __init__(self, list providers, tuple results, *, double skew=60.0, Py_ssize_t max_token=8192,
+                 bint remove_credential=True, list claim_headers=None, location="header",
+                 bytes header_name=b"authorization", bytes prefix=b"Bearer ", bytes param_name=b"",
+                 bytes cookie_name=b"", bint cache_enabled=True, Py_ssize_t cache_max_entries=100000,
+                 Py_ssize_t cache_max_bytes=64 << 20):
+        if len(results) != R_COUNT:
+            raise ValueError("results must have one AuthResult per reason")
+        self.groups = {}
+        self.header_cache = {}
+        for p in providers:
+            self.groups.setdefault((<Provider>p).issuer, []).append(p)
+        self.results = results
+        self.skew = skew
+        self.max_token = max_token
+        self.remove_credential = remove_credential
+        # (dotted path parts, literal claim name, header name bytes)
+        self.claim_headers = [(tuple(c.split(".")), c, h) for c, h in (claim_headers or [])]
+        self.location = {"header": LOC_HEADER, "query": LOC_QUERY, "cookie": LOC_COOKIE}[location]
+        self.header_name = header_name.lower()
+        self.prefix_lower = prefix.lower()
+        self.prefix_len = len(prefix)
+        self.param_name = param_name
+        self.cookie_name = cookie_name
+        self.cache_on = cache_enabled and cache_max_entries > 0 and cache_max_bytes > 0
+        self.cache = OrderedDict()
+        self.cache_max_entries = cache_max_entries
+        self.cache_max_bytes = cache_max_bytes
+        self.cache_bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    # -- request entry point --------------------------------------------------------------------------------
+
+    def authenticate(self, dict headers, bytes target):
+        """AuthResult, or Pending when keys must be fetched first."""
+        cdef object token
+        cdef object v
+        cdef PyObject* found
+        cdef const unsigned char* p
+        cdef Py_ssize_t n, start, end, i
+        cdef object new_target = None, new_cookie = None
+        if self.location == LOC_HEADER:
+            found = PyDict_GetItem(headers, self.header_name)
+            if found == NULL:
+                return self.results[R_MISSING]
+            v = <object>found
+            n = PyBytes_GET_SIZE(v)
+            p = <const unsigned char*>PyBytes_AS_STRING(v)
+            if n < self.prefix_len:
+                return self.results[R_MISSING]
+            if self.prefix_len:
+                for i in range(self.prefix_len):
+                    # ASCII case-insensitive match of the scheme ("Bearer " == "bearer ")
+                    if (p[i] | 0x20 if 65 <= p[i] <= 90 else p[i]) != <unsigned char>self.prefix_lower[i]:
+                        return self.results[R_MISSING]
+            start = self.prefix_len
+            end = n
+            while start < end and (p[start] == 32 or p[start] == 9):
+                start += 1
+            while end > start and (p[end - 1] == 32 or p[end - 1] == 9):
+                end -= 1
+            if start == end:
+                return self.results[R_MISSING]
+            token = v if (start == 0 and end == n) else PyBytes_FromStringAndSize(<char*>p + start, end - start)
+        elif self.location == LOC_QUERY:
+            token, new_target = _take_query_param(target, self.param_name)
+            if token is None:
+                return self.results[R_MISSING]
+        else:
+            v = headers.get(b"cookie")
+            if v is None:
+                return self.results[R_MISSING]
+            token, new_cookie = _take_cookie(v, self.cookie_name)
+            if token is None:
+                return self.results[R_MISSING]
+            if not token:
+                return self.results[R_MISSING]
+        r = self.verify_token(token, 0.0, True)
+        if self.location != LOC_HEADER:
+            if type(r) is Pending:
+                (<Pending>r).new_target = new_target
+                (<Pending>r).new_cookie = new_cookie
+            elif (<AuthResult>r).claims is not None and (<AuthResult>r).remove_credential:
+                return (<AuthResult>r).with_rewrite(new_target, new_cookie)
+        return r
+
+    def resolve(self, Pending pending, double now=0.0):
+        """Finish a Pending after the fetch: no further waiting, unknown kid / no keys become denials."""
+        r = self.verify_token(pending.token, now, False)
+        if (<AuthResult>r).claims is not None and (<AuthResult>r).remove_credential and \
+                (pending.new_target is not None or pending.new_cookie is not None):
+            return (<AuthResult>r).with_rewrite(pending.new_target, pending.new_cookie)
+        return r
+
+    # -- token verification ---------------------------------------------------------------------------------
+
+    cpdef object verify_token(self, bytes token, double now=0.0, bint allow_pending=True):
+        """AuthResult for one token (or Pending when allow_pending and keys are missing). Never raises."""
+        cdef PyObject* found
+        cdef CacheEntry e
+        if now <= 0.0:
+            now = _now()
+        if self.cache_on:
+            found = PyDict_GetItem(self.cache, token)
+            if found != NULL:
+                e = <CacheEntry>found
+                if e.exp > now - self.skew and e.generation == e.provider.generation:
+                    self.hits += 1
+                    return e.result
+                del self.cache[token]
+                self.cache_bytes -= e.size
+            self.misses += 1
+        return self._verify_slow(token, now, allow_pending)
+
+    cdef object _fail(self, int reason):
+        return self.results[reason]
+
+    cdef object _verify_slow(self, bytes token, double now, bint allow_pending):
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(token)
+        cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(token)
+        cdef const unsigned char* d1
+        cdef const unsigned char* d2
+        cdef Py_ssize_t i1, i2
+        if n > self.max_token or n == 0:
+            return self._fail(R_MALFORMED)
+        d1 = <const unsigned char*>memchr(s, 46, n)
+        if d1 == NULL:
+            return self._fail(R_MALFORMED)
+        i1 = d1 - s
+        d2 = <const unsigned char*>memchr(d1 + 1, 46, n - i1 - 1)
+        if d2 == NULL:
+            return self._fail(R_MALFORMED)
+        i2 = d2 - s
+        if memchr(d2 + 1, 46, n - i2 - 1) != NULL:
+            return self._fail(R_MALFORMED)  # JWE (five parts) or stray dots
+
+        # header: issuers reuse a handful of headers, so the parsed (alg, kid) is memoised by segment
+        cdef int alg
+        hseg = PyBytes_FromStringAndSize(<char*>s, i1)
+        found = PyDict_GetItem(self.header_cache, hseg)
+        if found != NULL:
+            parsed = <tuple>found
+        else:
+            parsed = _parse_header(s, i1)
+            if len(self.header_cache) >= HEADER_CACHE_MAX:
+                self.header_cache.clear()
+            self.header_cache[hseg] = parsed
+        alg = <int>parsed[0]
+        if alg < 0:
+            return self._fail(-alg - 1)
+        kid = parsed[1]
+        cdef unsigned int alg_bit = 1u << alg
+
+        # claims
+        raw = _b64decode(d1 + 1, i2 - i1 - 1)
+        if raw is None:
+            return self._fail(R_MALFORMED)
+        claims = _json_object(raw)
+        if claims is None:
+            return self._fail(R_MALFORMED)
+        iss = (<dict>claims).get("iss")
+        if type(iss) is not str:
+            return self._fail(R_UNKNOWN_ISSUER)
+        found = PyDict_GetItem(self.groups, iss)
+        if found == NULL:
+            return self._fail(R_UNKNOWN_ISSUER)
+        cdef list group = <list>found
+
+        cdef double exp_d = 1e300
+        exp = (<dict>claims).get("exp")
+        if exp is not None:
+            if not _is_number(exp):
+                return self._fail(R_MALFORMED)
+            exp_d = _as_double(exp)
+            if exp_d <= now - self.skew:
+                return self._fail(R_EXPIRED)
+        nbf = (<dict>claims).get("nbf")
+        if nbf is not None:
+            if not _is_number(nbf):
+                return self._fail(R_MALFORMED)
+            if _as_double(nbf) > now + self.skew:
+                return self._fail(R_NOT_YET_VALID)
+        aud = (<dict>claims).get("aud")
+        auds = None
+        if aud is not None:
+            auds = _aud_list(aud)
+            if auds is None:
+                return self._fail(R_MALFORMED)
+        sub = (<dict>claims).get("sub")
+        if sub is not None and type(sub) is not str:
+            return self._fail(R_MALFORMED)
+
+        # providers of this issuer whose claim rules the token meets
+        cdef list candidates = []
+        cdef int first_failure = -1
+        cdef Provider prov
+        cdef unsigned int present = C_ISS | (C_EXP if exp is not None else 0) | (C_NBF if nbf is not None else 0) \
+            | (C_AUD if auds else 0) | (C_SUB if sub is not None else 0)
+        for p in group:
+            prov = <Provider>p
+            if prov.required & ~present:
+                if first_failure < 0:
+                    first_failure = R_MISSING_CLAIM
+                continue
+            if prov.audiences is not None:
+                if not auds or prov.audiences.isdisjoint(auds):
+                    if first_failure < 0:
+                        first_failure = R_AUDIENCE
+                    continue
+            candidates.append(prov)
+        if not candidates:
+            return self._fail(first_failure)
+
+        sig = _b64decode(d2 + 1, n - i2 - 1)
+        if sig is None:
+            return self._fail(R_MALFORMED)
+        if PyBytes_GET_SIZE(sig) == 0:
+            return self._fail(R_INVALID_SIG)
+
+        # keys
+        cdef list matches = []
+        cdef list owners = []
+        cdef bint all_have_keys = True
+        cdef bint alg_mismatch = False
+        cdef Key key
+        for p in candidates:
+            prov = <Provider>p
+            if not prov.keys:
+                all_have_keys = False
+                continue
+            if kid is not None:
+                found = PyDict_GetItem(prov.by_kid, kid)
+                if found != NULL:
+                    for k in <list>found:
+                        if (<Key>k).algs & alg_bit:
+                            matches.append(k)
+                            owners.append(prov)
+                        else:
+                            alg_mismatch = True
+            else:
+                for k in prov.keys:
+                    if (<Key>k).algs & alg_bit:
+                        matches.append(k)
+                        owners.append(prov)
+        if kid is None and len(matches) > 1:
+            return self._fail(R_UNKNOWN_KEY)  # ambiguous: a kid-less token needs exactly one fitting key
+        if not matches:
+            if alg_mismatch:
+                return self._fail(R_UNSUPPORTED_ALG)
+            reason = R_UNKNOWN_KEY if all_have_keys else R_KEYS_UNAVAILABLE
+            if allow_pending:
+                pending = Pending.__new__(Pending)
+                (<Pending>pending).token = token
+                (<Pending>pending).reason = reason
+                (<Pending>pending).providers = candidates
+                return pending
+            return self._fail(reason)
+
+        signing_input = PyBytes_FromStringAndSize(<char*>s, i2)
+        cdef Py_ssize_t i
+        for i in range(len(matches)):
+            key = <Key>matches[i]
+            if key.verify(alg, signing_input, sig):
+                result = self._success(<dict>claims, <str>iss)
+                if self.cache_on:
+                    self._cache_put(token, result, exp_d, <Provider>owners[i])
+                return result
+        return self._fail(R_INVALID_SIG)
+
+    cdef AuthResult _success(self, dict claims, str issuer):
+        cdef AuthResult r = AuthResult.__new__(AuthResult)
+        r.allowed = True
+        r.claims = claims
+        r.issuer = issuer
+        sub = claims.get("sub")
+        r.subject = sub if type(sub) is str else None
+        r.add_headers = self._claim_header_values(claims) if self.claim_headers else []
+        r.remove_credential = self.remove_credential
+        return r
+
+    cdef list _claim_header_values(self, dict claims):
+        cdef list out = []
+        for parts, literal, header in self.claim_headers:
+            v = claims
+            for part in parts:
+                if type(v) is not dict:
+                    v = None
+                    break
+                v = (<dict>v).get(part)
+                if v is None:
+                    break
+            if v is None and len(parts) > 1:
+                v = claims.get(literal)  # a claim whose name contains dots, e.g. "https://example.com/role"
+            if v is None:
+                continue
+            value = _header_value(v)
+            if value is not None:
+                out.append((header, value))
+        return out
+
+    cdef void _cache_put(self, bytes token, AuthResult result, double exp, Provider provider):
+        cdef CacheEntry e = CacheEntry.__new__(CacheEntry)
+        e.exp = exp
+        e.generation = provider.generation
+        e.provider = provider
+        e.result = result
+        # token bytes + claims dict (about as large as the JSON) + entry and dict overhead
+        e.size = 2 * PyBytes_GET_SIZE(token) + 400
+        if e.size > self.cache_max_bytes:
+            return
+        cache = self.cache
+        while len(cache) >= self.cache_max_entries or self.cache_bytes + e.size > self.cache_max_bytes:
+            _, old = cache.popitem(last=False)
+            self.cache_bytes -= (<CacheEntry>old).size
+        cache[token] = e
+        self.cache_bytes += e.size
+
+    # -- housekeeping ---------------------------------------------------------------------------------------
+
+    def purge_expired(self, double now=0.0) -> int:
+        """Drop entries that are expired or belong to an old key set (called from a timer, off the hot path)."""
+        if now <= 0.0:
+            now = _now()
+        dead = [t for t, e in self.cache.items()
+                if not ((<CacheEntry>e).exp > now - self.skew
+                        and (<CacheEntry>e).generation == (<CacheEntry>e).provider.generation)]
+        for t in dead:
+            self.cache_bytes -= (<CacheEntry>self.cache.pop(t)).size
+        return len(dead)
+
+    def clear_cache(self) -> None:
+        self.cache.clear()
+        self.cache_bytes = 0
+
+    def cache_stats(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "entries": len(self.cache), "bytes": self.cache_bytes,
+                "max_entries": self.cache_max_entries, "max_bytes": self.cache_max_bytes,
+                "enabled": self.cache_on}
+
+    @property
+    def providers(self) -> list:
+        return [p for g in self.groups.values() for p in g]
+
+# --- token locations other than a header ---------------------------------------------------------------------
+
+cdef tuple _take_query_param(bytes target, bytes name):
+    """(token, target without that parameter) or (None, None). All occurrences are removed; the first counts."""
+    cdef Py_ssize_t q = target.find(b"?")
+    if q < 0:
+        return None, None
+    path = target[:q]
+    query = target[q + 1:]
+    frag = b""
+    h = query.find(b"#")
+    if h >= 0:
+        query, frag = query[:h], query[h:]
+    token = None
+    kept = []
+    prefix = name + b"="
+    for part in query.split(b"&"):
+        if part.startswith(prefix) or part == name:
+            if token is None:
+                token = part[len(prefix):]
+            continue
+        kept.append(part)
+    if token is None:
+        return None, None
+    if b"%" in token or b"+" in token:
+        from urllib.parse import unquote_to_bytes
+        token = unquote_to_bytes(token.replace(b"+", b" "))
+    new_target = path + (b"?" + b"&".join(kept) if kept else b"") + frag
+    return token, new_target
+
+
+cdef tuple _take_cookie(bytes header, bytes name):
+    """(token, Cookie value without that cookie; b"" when none remain) or (None, None)."""
+    token = None
+    kept = []
+    for part in header.split(b";"):
+        part = part.strip()
+        if not part:
+            continue
+        eq = part.find(b"=")
+        if eq >= 0 and part[:eq].strip() == name:
+            if token is None:
+                token = part[eq + 1:].strip()
+                if len(token) >= 2 and token.startswith(b'"') and token.endswith(b'"'):
+                    token = token[1:len(token) - 1]
+            continue
+        kept.append(part)
+    if token is None:
+        return None, None
+    return token, b"; ".join(kept)
+
+
+def take_query_param(bytes target, bytes name):
+    return _take_query_param(target, name)
+
+
+def take_cookie(bytes header, bytes name):
+    return _take_cookie(header, name)

@@ -1,0 +1,289 @@
+"""Where key sets come from: inline, a file, or a URL fetched and refreshed in the background.
+
+A remote source keeps the last good keys whatever happens to the identity provider: a failed refresh is
+retried with exponential backoff and never wipes the set. Requests never fetch on their own: they may only
+wait for a fetch the source runs (the first one, or the one unknown-`kid` refetch allowed per cooldown), and
+concurrent requests share it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import ssl
+import time
+from typing import Callable, Optional
+from urllib.parse import urlsplit
+
+import httptools
+
+from .._fastjwt import Key, Provider
+from .keys import JwksError, parse_jwks
+
+log = logging.getLogger("agw.jwt")
+
+UNKNOWN_KID_COOLDOWN = 10.0      # seconds between unknown-kid refetches, per source
+MIN_REFRESH = 30.0               # never refresh more often than this, whatever max-age says
+BACKOFF_START, BACKOFF_MAX = 1.0, 60.0
+REFRESH_AHEAD = 0.8              # refresh when this fraction of the key set's lifetime has passed
+_MAX_AGE = re.compile(rb"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.I)
+_NO_CACHE = re.compile(rb"(?:^|[,\s])(no-store|no-cache)\b", re.I)
+
+
+class FetchError(Exception):
+    """One failed fetch (the reason is logged and counted; the keys stay)."""
+
+
+class StaticSource:
+    """inline or file: loaded once when the policy is built (a reload builds a new policy)."""
+    kind = "static"
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def stats(self) -> dict:
+        return {"source": self.description}
+
+
+async def http_get(url: str, *, timeout: float, max_bytes: int,
+                   ssl_context: Optional[ssl.SSLContext] = None) -> tuple[int, dict[bytes, bytes], bytes]:
+    """A minimal HTTP/1.1 GET (Connection: close): status, lowercase headers, body; bounded in time and size."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(f"unsupported URL {url!r}")
+    https = parts.scheme == "https"
+    port = parts.port or (443 if https else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    if ":" in parts.hostname and parts.port is None:
+        host_header = f"[{parts.hostname}]"
+    request = (f"GET {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: agw-jwks\r\n"
+               f"Accept: application/json\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n").encode()
+
+    class _Collector:
+        def __init__(self) -> None:
+            self.headers: dict[bytes, bytes] = {}
+            self.body: list[bytes] = []
+            self.size = 0
+            self.done = False
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            key = name.lower()
+            self.headers[key] = self.headers[key] + b", " + value if key in self.headers else value
+
+        def on_body(self, chunk: bytes) -> None:
+            self.size += len(chunk)
+            if self.size > max_bytes:
+                raise FetchError(f"response larger than {max_bytes} bytes")
+            self.body.append(chunk)
+
+        def on_message_complete(self) -> None:
+            self.done = True
+
+    async def run() -> tuple[int, dict[bytes, bytes], bytes]:
+        ctx = None
+        if https:
+            ctx = ssl_context or ssl.create_default_context()
+        reader, writer = await asyncio.open_connection(parts.hostname, port, ssl=ctx,
+                                                       server_hostname=parts.hostname if https else None)
+        try:
+            writer.write(request)
+            collector = _Collector()
+            parser = httptools.HttpResponseParser(collector)
+            head_bytes = 0
+            while not collector.done:
+                data = await reader.read(65536)
+                if not data:
+                    # A close-delimited body ends here; anything else is a truncated response.
+                    try:
+                        parser.feed_data(b"")
+                    except httptools.HttpParserError:
+                        pass
+                    if not collector.done and parser.get_status_code() and \
+                            b"content-length" not in collector.headers and \
+                            b"transfer-encoding" not in collector.headers:
+                        collector.done = True
+                        break
+                    raise FetchError("connection closed before the response was complete")
+                head_bytes += len(data)
+                if head_bytes > max_bytes + 65536:
+                    raise FetchError(f"response larger than {max_bytes} bytes")
+                try:
+                    parser.feed_data(data)
+                except httptools.HttpParserCallbackError as err:
+                    cause = err.__context__ or err.__cause__
+                    raise (cause if isinstance(cause, FetchError) else FetchError(str(err))) from None
+                except httptools.HttpParserError as err:
+                    raise FetchError(f"bad HTTP response: {err}") from None
+            return parser.get_status_code(), collector.headers, b"".join(collector.body)
+        finally:
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except Exception:
+                pass
+
+    try:
+        return await asyncio.wait_for(run(), timeout)
+    except asyncio.TimeoutError:
+        raise FetchError(f"timed out after {timeout:g}s") from None
+    except FetchError:
+        raise
+    except ssl.SSLError as err:
+        raise FetchError(f"TLS error: {err.reason or err}") from None
+    except OSError as err:
+        raise FetchError(f"connection failed: {err.strerror or err}") from None
+
+
+def max_age_of(headers: dict[bytes, bytes]) -> Optional[float]:
+    cc = headers.get(b"cache-control")
+    if cc is None:
+        return None
+    if _NO_CACHE.search(cc):
+        return 0.0
+    m = _MAX_AGE.search(cc)
+    return float(m.group(1)) if m else None
+
+
+class RemoteSource:
+    """A JWKS URL shared by every provider that names it: first fetch, background refresh, shared fetches."""
+    kind = "remote"
+
+    def __init__(self, url: str, providers: list[Provider], *, cache_duration: float, timeout: float,
+                 max_bytes: int, ca_file: Optional[str] = None, clock: Callable[[], float] = time.monotonic):
+        self.url = url
+        self.providers = providers
+        self.cache_duration = max(cache_duration, 1.0)
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.ca_file = ca_file
+        self.clock = clock
+        self.unknown_kid_cooldown = UNKNOWN_KID_COOLDOWN
+        self.min_refresh = min(MIN_REFRESH, self.cache_duration)
+        self.backoff_start, self.backoff_max = BACKOFF_START, BACKOFF_MAX
+        self._ssl: Optional[ssl.SSLContext] = None
+        if url.startswith("https:"):
+            self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+        self._inflight: Optional[asyncio.Future] = None
+        self._task: Optional[asyncio.Task] = None
+        self._wake: Optional[asyncio.Event] = None
+        self._last_unknown_kid_fetch = -1e18
+        self.first_fetch_done = False     # succeeded or failed: the source has an answer either way
+        self.has_keys = False
+        self.last_success: Optional[float] = None
+        self.last_error: Optional[str] = None
+        self.counts = {"ok": 0, "error": 0, "unchanged": 0, "unknown_kid_refetch": 0}
+        self.next_refresh_in: float = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"jwks {self.url}")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._inflight is not None and not self._inflight.done():
+            self._inflight.cancel()
+
+    async def _run(self) -> None:
+        backoff = self.backoff_start
+        while True:
+            ok, lifetime = await self.fetch()
+            if ok:
+                backoff = self.backoff_start
+                delay = max(self.min_refresh, lifetime * REFRESH_AHEAD)
+            else:
+                delay = backoff * (0.8 + 0.4 * random.random())
+                backoff = min(backoff * 2, self.backoff_max)
+            self.next_refresh_in = delay
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+
+    # -- fetching ----------------------------------------------------------------------------------------------
+
+    def fetch(self) -> asyncio.Future:
+        """Start a fetch, or join the one in flight. The future resolves to (ok, lifetime); it never raises."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.ensure_future(self._fetch_once())
+        return self._inflight
+
+    async def _fetch_once(self) -> tuple[bool, float]:
+        try:
+            status, headers, body = await http_get(self.url, timeout=self.timeout, max_bytes=self.max_bytes,
+                                                   ssl_context=self._ssl)
+            if status != 200:
+                raise FetchError(f"HTTP status {status}")
+            keys = parse_jwks(body, allow_hmac=False, source=self.url)
+        except (FetchError, JwksError) as err:
+            self.counts["error"] += 1
+            self.last_error = str(err)
+            level = logging.WARNING if self.has_keys or not self.first_fetch_done else logging.INFO
+            log.log(level, "jwks %s: fetch failed (%s)%s", self.url, err,
+                    "; keeping the last good keys" if self.has_keys else "")
+            self.first_fetch_done = True
+            return False, 0.0
+        except Exception as err:  # never let a fetch kill the refresh loop
+            self.counts["error"] += 1
+            self.last_error = f"unexpected: {err!r}"
+            log.exception("jwks %s: unexpected fetch failure", self.url)
+            self.first_fetch_done = True
+            return False, 0.0
+        self.install(keys)
+        self.last_error = None
+        self.first_fetch_done = True
+        max_age = max_age_of(headers)
+        lifetime = self.cache_duration if max_age is None else min(max(max_age, self.min_refresh),
+                                                                   self.cache_duration)
+        return True, lifetime
+
+    def install(self, keys: list[Key]) -> None:
+        changed = False
+        for provider in self.providers:
+            changed |= provider.set_keys(keys)
+        self.has_keys = True
+        self.last_success = self.clock()
+        self.counts["ok" if changed else "unchanged"] += 1
+        if changed:
+            log.info("jwks %s: %d key(s) installed: %s", self.url, len(keys), [k.kid for k in keys])
+
+    def want_keys(self, unknown_kid: bool) -> Optional[asyncio.Future]:
+        """A fetch a request may wait for, or None (answer now). Called only after every key-free check passed.
+
+        No keys yet: wait for the fetch in flight (the first one, or a retry) if any. Unknown kid with keys:
+        one refetch per cooldown; within the cooldown, join a fetch already in flight or give up.
+        """
+        if self._task is None:
+            return None  # not started: never fetch from the request path
+        inflight = self._inflight if self._inflight is not None and not self._inflight.done() else None
+        if not unknown_kid or not self.has_keys:
+            return inflight
+        if inflight is not None:
+            return inflight
+        now = self.clock()
+        if now - self._last_unknown_kid_fetch < self.unknown_kid_cooldown:
+            return None
+        self._last_unknown_kid_fetch = now
+        self.counts["unknown_kid_refetch"] += 1
+        fut = self.fetch()
+        # the background loop re-arms its timer after this fetch
+        return fut
+
+    def ready(self) -> bool:
+        return self.has_keys or self.first_fetch_done
+
+    def stats(self) -> dict:
+        age = None if self.last_success is None else self.clock() - self.last_success
+        return {"source": self.url, "has_keys": self.has_keys, "key_age_seconds": age,
+                "last_error": self.last_error, "fetches": dict(self.counts)}

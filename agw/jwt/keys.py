@@ -1,0 +1,153 @@
+"""JWK -> ready verifier keys (`agw._fastjwt.Key`), and the JWKS document parser.
+
+Each key is built once per key set: a `cryptography` public key object (or an HMAC secret) plus the set of
+algorithms it may verify. The key decides the algorithm family: RSA -> RS*/PS*, EC -> ES256/ES384/ES512 by
+curve, OKP Ed25519 -> EdDSA, oct -> HS* (only where the secret is at least as long as the hash). An explicit
+JWK `alg` narrows that to the one algorithm. Unusable keys are skipped with a reason; a set with no usable key
+is an error that lists why.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Optional
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from .._fastjwt import ALG_BITS, EC_CURVES, Key, b64url_decode
+
+log = logging.getLogger("agw.jwt")
+
+KIND_RSA, KIND_EC, KIND_OKP, KIND_OCT = 0, 1, 2, 3
+MIN_RSA_BITS = 2048
+_RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+_HS_MIN_LEN = {"HS256": 32, "HS384": 48, "HS512": 64}
+_EC_CURVE_OBJ = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+
+
+class JwksError(ValueError):
+    """A key set that cannot be used at all (not JSON, no `keys`, or no usable key)."""
+
+
+class _Doc(msgspec.Struct):
+    # Not forbid_unknown_fields: a JWKS is not our config and real ones carry extra members.
+    keys: list[msgspec.Raw]
+
+
+class _Jwk(msgspec.Struct, omit_defaults=True):
+    kty: str
+    kid: Optional[str] = None
+    use: Optional[str] = None
+    alg: Optional[str] = None
+    key_ops: Optional[list[str]] = None
+    crv: Optional[str] = None
+    n: Optional[str] = None
+    e: Optional[str] = None
+    x: Optional[str] = None
+    y: Optional[str] = None
+    k: Optional[str] = None
+
+
+def _b64(value: Optional[str], name: str) -> bytes:
+    if value is None:
+        raise ValueError(f"missing {name!r}")
+    try:
+        return b64url_decode(value)
+    except ValueError:
+        raise ValueError(f"{name!r} is not base64url") from None
+
+
+def _narrow(allowed: tuple[str, ...], alg: Optional[str], kty: str) -> tuple[str, ...]:
+    if alg is None:
+        return allowed
+    if alg not in allowed:
+        raise ValueError(f"alg {alg!r} does not fit kty {kty!r}")
+    return (alg,)
+
+
+def build_key(jwk: _Jwk) -> Key:
+    """One verifier key; raises ValueError naming why the JWK is unusable."""
+    if jwk.use is not None and jwk.use != "sig":
+        raise ValueError(f"use {jwk.use!r} is not sig")
+    if jwk.key_ops is not None and "verify" not in jwk.key_ops:
+        raise ValueError("key_ops lacks verify")
+    kty = jwk.kty
+    if kty == "RSA":
+        n = int.from_bytes(_b64(jwk.n, "n"), "big")
+        e = int.from_bytes(_b64(jwk.e, "e"), "big")
+        if n.bit_length() < MIN_RSA_BITS:
+            raise ValueError(f"RSA modulus of {n.bit_length()} bits is below {MIN_RSA_BITS}")
+        if e != 65537:
+            raise ValueError(f"RSA exponent {e} is not 65537")
+        pub = rsa.RSAPublicNumbers(e, n).public_key()
+        algs = _narrow(_RSA_ALGS, jwk.alg, kty)
+        identity = ("RSA", jwk.kid, n, e, algs)
+        return Key(jwk.kid, KIND_RSA, _bits(algs), pub, identity)
+    if kty == "EC":
+        if jwk.crv not in EC_CURVES:
+            raise ValueError(f"unsupported EC curve {jwk.crv!r}")
+        coord, order, alg = EC_CURVES[jwk.crv]
+        x, y = _b64(jwk.x, "x"), _b64(jwk.y, "y")
+        if len(x) != coord or len(y) != coord:
+            raise ValueError(f"EC coordinates must be {coord} bytes for {jwk.crv}")
+        try:
+            pub = ec.EllipticCurvePublicNumbers(int.from_bytes(x, "big"), int.from_bytes(y, "big"),
+                                                _EC_CURVE_OBJ[jwk.crv]).public_key()
+        except ValueError:
+            raise ValueError(f"EC point is not on {jwk.crv}") from None
+        algs = _narrow((alg,), jwk.alg, kty)
+        return Key(jwk.kid, KIND_EC, _bits(algs), pub, ("EC", jwk.kid, jwk.crv, x, y, algs), coord, order)
+    if kty == "OKP":
+        if jwk.crv != "Ed25519":
+            raise ValueError(f"unsupported OKP curve {jwk.crv!r}")
+        x = _b64(jwk.x, "x")
+        if len(x) != 32:
+            raise ValueError("Ed25519 key must be 32 bytes")
+        pub = ed25519.Ed25519PublicKey.from_public_bytes(x)
+        algs = _narrow(("EdDSA",), jwk.alg, kty)
+        return Key(jwk.kid, KIND_OKP, _bits(algs), pub, ("OKP", jwk.kid, x, algs))
+    if kty == "oct":
+        secret = _b64(jwk.k, "k")
+        algs = _narrow(tuple(_HS_MIN_LEN), jwk.alg, kty)
+        algs = tuple(a for a in algs if len(secret) >= _HS_MIN_LEN[a])
+        if not algs:
+            raise ValueError(f"HMAC secret of {len(secret)} bytes is too short")
+        identity = ("oct", jwk.kid, hashlib.sha256(secret).digest(), algs)
+        return Key(jwk.kid, KIND_OCT, _bits(algs), secret, identity)
+    raise ValueError(f"unsupported kty {kty!r}")
+
+
+def _bits(algs: tuple[str, ...]) -> int:
+    out = 0
+    for a in algs:
+        out |= ALG_BITS[a]
+    return out
+
+
+def parse_jwks(data: bytes | str, *, allow_hmac: bool = True, source: str = "") -> list[Key]:
+    """Usable keys of a JWKS document; skips (and logs) bad keys, raises JwksError when none remain."""
+    if isinstance(data, str):
+        data = data.encode()
+    try:
+        doc = msgspec.json.decode(data, type=_Doc)
+    except (msgspec.ValidationError, msgspec.DecodeError) as err:
+        raise JwksError(f"not a JWKS document: {err}") from None
+    keys: list[Key] = []
+    problems: list[str] = []
+    for i, raw in enumerate(doc.keys):
+        label = f"keys[{i}]"
+        try:
+            jwk = msgspec.json.decode(raw, type=_Jwk)
+            label = f"keys[{i}] (kid {jwk.kid!r})" if jwk.kid is not None else label
+            if jwk.kty == "oct" and not allow_hmac:
+                raise ValueError("oct (HMAC) keys are accepted only in inline or file JWKS")
+            keys.append(build_key(jwk))
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as err:
+            problems.append(f"{label}: {err}")
+    for p in problems:
+        log.warning("jwks %s: skipping key %s", source or "-", p)
+    if not keys:
+        why = "; ".join(problems) if problems else "the key set is empty"
+        raise JwksError(f"no usable key: {why}")
+    return keys

@@ -1,0 +1,198 @@
+"""JwtPolicy: what the proxy calls. Builds providers, keys and the Cython core from the config once."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Awaitable, Callable, Optional, Union
+
+from ..config import ConfigError, normalize_mode, parse_duration
+from ..config.model import Jwks, JwtAuth
+from .._fastjwt import CLAIM_BITS, AuthResult, Core, Pending, Provider
+from .errors import results_for_mode
+from .jwks import RemoteSource, StaticSource
+from .keys import JwksError, parse_jwks
+
+log = logging.getLogger("agw.jwt")
+
+CACHE_PURGE_INTERVAL = 60.0
+
+
+class JwtPolicy:
+    """A compiled `jwtAuth` policy. `authenticate()` is synchronous except when a JWKS fetch must be awaited."""
+
+    def __init__(self, cfg: JwtAuth, base_dir: str = ".", *, name: str = "") -> None:
+        self.name = name
+        self.mode: str = normalize_mode(cfg.mode) or "strict"
+        self.on_outcome: Optional[Callable[[str, str], None]] = None
+        self._providers: list[Provider] = []
+        self._remote: dict[tuple[str, Optional[str]], RemoteSource] = {}
+        self._purge_task: Optional[asyncio.Task] = None
+
+        specs = ([("", cfg.issuer, cfg.audiences, cfg.jwks, cfg.jwt_validation_options)] if cfg.providers is None
+                 else [(f"providers[{i}].", p.issuer, p.audiences, p.jwks, p.jwt_validation_options)
+                       for i, p in enumerate(cfg.providers)])
+        problems: list[tuple[str, str]] = []
+        for prefix, issuer, audiences, jwks, options in specs:
+            required = 0
+            for claim in (options.required_claims if options is not None else ["exp"]):
+                required |= CLAIM_BITS.get(claim, 0)
+            provider = Provider(issuer, audiences, required)
+            self._providers.append(provider)
+            try:
+                self._attach_source(provider, jwks, base_dir, prefix)
+            except ConfigError as err:
+                problems.extend(err.problems)
+        if problems:
+            raise ConfigError(problems)
+
+        loc = cfg.location
+        header_name, prefix_text, param, cookie, where = "authorization", "Bearer ", "", "", "header"
+        if loc is not None and loc.query_parameter is not None:
+            where, param = "query", loc.query_parameter.name
+        elif loc is not None and loc.cookie is not None:
+            where, cookie = "cookie", loc.cookie.name
+        elif loc is not None and loc.header is not None:
+            header_name, prefix_text = loc.header.name, loc.header.prefix
+        self.credential_header: Optional[bytes] = header_name.lower().encode() if where == "header" else None
+        self.location = where
+
+        claim_headers = [(c.claim, c.header.lower().encode("latin-1")) for c in cfg.claims_to_headers]
+        self.strip_headers: frozenset[bytes] = frozenset(h for _, h in claim_headers)
+        self.skew = parse_duration(cfg.clock_skew)
+        self._core = Core(
+            self._providers, results_for_mode(self.mode), skew=self.skew, max_token=cfg.max_token_bytes,
+            remove_credential=not cfg.forward_token, claim_headers=claim_headers, location=where,
+            header_name=header_name.lower().encode("latin-1"), prefix=prefix_text.encode("latin-1"),
+            param_name=param.encode(), cookie_name=cookie.encode(), cache_enabled=cfg.cache.enabled,
+            cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes)
+        self._core_authenticate = self._core.authenticate
+
+    def _attach_source(self, provider: Provider, jwks: Jwks, base_dir: str, prefix: str) -> None:
+        if jwks.inline is not None:
+            try:
+                provider.set_keys(parse_jwks(jwks.inline, source=f"{provider.issuer} (inline)"))
+            except JwksError as err:
+                raise ConfigError([(f"{prefix}jwks.inline", str(err))]) from None
+            provider.source = StaticSource("inline")
+        elif jwks.file is not None:
+            path = jwks.file if os.path.isabs(jwks.file) else os.path.join(base_dir, jwks.file)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(max(jwks.max_bytes, 1) + 1)
+            except OSError as err:
+                raise ConfigError([(f"{prefix}jwks.file", f"cannot read {path}: {err.strerror or err}")]) from None
+            if len(data) > jwks.max_bytes:
+                raise ConfigError([(f"{prefix}jwks.file", f"larger than {jwks.max_bytes} bytes")])
+            try:
+                provider.set_keys(parse_jwks(data, source=path))
+            except JwksError as err:
+                raise ConfigError([(f"{prefix}jwks.file", str(err))]) from None
+            provider.source = StaticSource(f"file {path}")
+        else:
+            ca = jwks.ca_certificates
+            if ca is not None and not os.path.isabs(ca):
+                ca = os.path.join(base_dir, ca)
+            key = (jwks.url, ca)
+            source = self._remote.get(key)
+            if source is None:
+                try:
+                    source = RemoteSource(jwks.url, [], cache_duration=parse_duration(jwks.cache_duration),
+                                          timeout=parse_duration(jwks.fetch_timeout), max_bytes=jwks.max_bytes,
+                                          ca_file=ca)
+                except (OSError, ValueError) as err:
+                    raise ConfigError([(f"{prefix}jwks.caCertificates", f"cannot load: {err}")]) from None
+                self._remote[key] = source
+            source.providers.append(provider)
+            provider.source = source
+
+    # -- the request path ------------------------------------------------------------------------------------
+
+    def authenticate(self, headers: dict[bytes, bytes], target: bytes) -> Union[AuthResult, Awaitable[AuthResult]]:
+        result = self._core_authenticate(headers, target)
+        if type(result) is AuthResult:
+            if self.on_outcome is not None:
+                self._report(result)
+            return result
+        return self._pending(result)
+
+    def _report(self, result: AuthResult) -> None:
+        try:
+            self.on_outcome(result.issuer or "", result.reason or "ok")
+        except Exception:
+            log.exception("jwt on_outcome hook failed")
+
+    def _pending(self, pending: Pending) -> Union[AuthResult, Awaitable[AuthResult]]:
+        waits = []
+        for provider in pending.providers:
+            source = provider.source
+            if isinstance(source, RemoteSource):
+                fut = source.want_keys(unknown_kid=provider.has_keys)
+                if fut is not None and fut not in waits:
+                    waits.append(fut)
+        if not waits:
+            result = self._core.resolve(pending)
+            if self.on_outcome is not None:
+                self._report(result)
+            return result
+        return self._after_fetch(pending, waits)
+
+    async def _after_fetch(self, pending: Pending, waits: list) -> AuthResult:
+        await asyncio.wait([asyncio.shield(w) for w in waits])
+        result = self._core.resolve(pending)
+        if self.on_outcome is not None:
+            self._report(result)
+        return result
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for source in self._remote.values():
+            await source.start()
+        if self._purge_task is None and self._core.cache_stats()["enabled"]:
+            self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop())
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CACHE_PURGE_INTERVAL)
+            self._core.purge_expired()
+
+    async def close(self) -> None:
+        for source in self._remote.values():
+            await source.close()
+        task, self._purge_task = self._purge_task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait (bounded) until ready(): handy for start-up and tests."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.ready() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return self.ready()
+
+    def ready(self) -> bool:
+        return all(s.ready() for s in self._remote.values())
+
+    def stats(self) -> dict:
+        providers = []
+        for p in self._providers:
+            src = p.source
+            entry = {"issuer": p.issuer, "keys": p.key_count, "generation": p.generation}
+            if isinstance(src, RemoteSource):
+                entry.update(src.stats())
+            else:
+                entry["source"] = src.description if src is not None else None
+                entry["key_age_seconds"] = None
+            providers.append(entry)
+        return {"mode": self.mode, "cache": self._core.cache_stats(), "providers": providers}
+
+    @property
+    def core(self) -> Core:
+        """The Cython core (tests and benchmarks call it directly)."""
+        return self._core

@@ -1,0 +1,246 @@
+"""JwtPolicy: modes, token locations, credential removal, claimsToHeaders, providers, config errors, cache."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from vectors import mint  # noqa: E402
+from vectors.mint import claims, token  # noqa: E402
+
+from agw.config import ConfigError  # noqa: E402
+from agw.config.model import (ClaimHeader, HeaderLocation, Jwks, JwtAuth, Location, NamedLocation,  # noqa: E402
+                              Provider as ProviderCfg, TokenCache, ValidationOptions)
+from agw.jwt import JwtPolicy  # noqa: E402
+
+
+def policy(**kw) -> JwtPolicy:
+    kw.setdefault("issuer", mint.ISSUER)
+    kw.setdefault("jwks", Jwks(inline=mint.default_jwks()))
+    return JwtPolicy(JwtAuth(**kw))
+
+
+def bearer(tok: bytes, scheme: bytes = b"Bearer ") -> dict:
+    return {b"authorization": scheme + tok}
+
+
+GOOD = token("RS256", kid="rsa")
+
+
+@pytest.mark.parametrize("mode", ["strict", "Strict", "STRICT"])
+def test_strict_requires_a_token(mode):
+    p = policy(mode=mode)
+    assert p.mode == "strict"
+    r = p.authenticate({}, b"/")
+    assert not r.allowed and r.reason == "missing"
+    assert r.body == b"authentication failure: no bearer token found"
+    assert r.www_authenticate == b'Bearer realm="agw"'
+    ok = p.authenticate(bearer(GOOD), b"/")
+    assert ok.allowed and ok.remove_credential and ok.subject == "alice" and ok.issuer == mint.ISSUER
+
+
+@pytest.mark.parametrize("value", [b"Basic dXNlcjpwYXNz", b"Bearer", b"Bearer   ", b"Token abc", b""])
+def test_other_schemes_and_empty_values_count_as_missing(value):
+    assert policy().authenticate({b"authorization": value}, b"/").reason == "missing"
+
+
+@pytest.mark.parametrize("scheme", [b"bearer ", b"BEARER ", b"BeArEr ", b"Bearer  "])
+def test_bearer_scheme_is_case_insensitive(scheme):
+    assert policy().authenticate(bearer(GOOD, scheme), b"/").allowed
+
+
+def test_two_authorization_headers_joined_by_the_proxy_are_refused():
+    r = policy().authenticate({b"authorization": b"Bearer " + GOOD + b", Bearer " + GOOD}, b"/")
+    assert r.reason == "malformed"
+
+
+def test_optional_mode():
+    p = policy(mode="optional")
+    anon = p.authenticate({}, b"/")
+    assert anon.allowed and anon.reason is None and anon.claims is None and not anon.remove_credential
+    assert p.authenticate(bearer(GOOD), b"/").claims["sub"] == "alice"
+    bad = p.authenticate(bearer(GOOD[:-3] + b"AAA"), b"/")
+    assert not bad.allowed and bad.reason == "invalid_signature"
+
+
+def test_permissive_mode_never_rejects_and_leaves_bad_tokens_in_place():
+    p = policy(mode="Permissive", claims_to_headers=[ClaimHeader(claim="sub", header="X-User")])
+    assert p.authenticate({}, b"/").allowed
+    bad = p.authenticate(bearer(b"garbage"), b"/")
+    assert bad.allowed and bad.reason == "malformed" and not bad.remove_credential and bad.add_headers == []
+    good = p.authenticate(bearer(GOOD), b"/")
+    assert good.allowed and good.add_headers == [(b"x-user", b"alice")]
+
+
+def test_forward_token_keeps_the_credential():
+    assert not policy(forward_token=True).authenticate(bearer(GOOD), b"/").remove_credential
+
+
+def test_custom_header_location_without_prefix():
+    p = policy(location=Location(header=HeaderLocation(name="X-Token", prefix="")))
+    assert p.credential_header == b"x-token"
+    assert p.authenticate({b"x-token": GOOD}, b"/").allowed
+    assert p.authenticate(bearer(GOOD), b"/").reason == "missing"
+
+
+def test_query_parameter_location_removes_the_parameter():
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")))
+    assert p.credential_header is None
+    r = p.authenticate({}, b"/x?a=1&access_token=" + GOOD + b"&b=2")
+    assert r.allowed and r.new_target == b"/x?a=1&b=2"
+    assert p.authenticate({}, b"/x?access_token=" + GOOD).new_target == b"/x"
+    assert p.authenticate({}, b"/x?a=1").reason == "missing"
+    assert p.authenticate({}, b"/x").reason == "missing"
+    # cache hit: the rewrite is per request
+    assert p.authenticate({}, b"/y?access_token=" + GOOD + b"&z").new_target == b"/y?z"
+
+
+def test_cookie_location_removes_the_cookie():
+    p = policy(location=Location(cookie=NamedLocation(name="jwt")))
+    r = p.authenticate({b"cookie": b"a=1; jwt=" + GOOD + b"; b=2"}, b"/")
+    assert r.allowed and r.new_cookie == b"a=1; b=2"
+    assert p.authenticate({b"cookie": b'jwt="' + GOOD + b'"'}, b"/").new_cookie == b""
+    assert p.authenticate({b"cookie": b"a=1"}, b"/").reason == "missing"
+
+
+def test_claims_to_headers_with_nested_and_literal_dotted_claims():
+    p = policy(claims_to_headers=[
+        ClaimHeader(claim="sub", header="X-User"), ClaimHeader(claim="org.team", header="x-team"),
+        ClaimHeader(claim="https://example.com/role", header="x-role"), ClaimHeader(claim="admin", header="x-admin"),
+        ClaimHeader(claim="n", header="x-n"), ClaimHeader(claim="groups", header="x-groups"),
+        ClaimHeader(claim="absent", header="x-absent"), ClaimHeader(claim="evil", header="x-evil")])
+    assert p.strip_headers == frozenset({b"x-user", b"x-team", b"x-role", b"x-admin", b"x-n", b"x-groups",
+                                         b"x-absent", b"x-evil"})
+    tok = token("RS256", kid="rsa", payload=claims(org={"team": "blue"}, admin=True, n=3, groups=["a", "b"],
+                                                   evil="x\r\nSet-Cookie: a=b", **{"https://example.com/role": "ops"}))
+    r = p.authenticate(bearer(tok), b"/")
+    assert dict(r.add_headers) == {b"x-user": b"alice", b"x-team": b"blue", b"x-role": b"ops", b"x-admin": b"true",
+                                   b"x-n": b"3", b"x-groups": b'["a","b"]'}
+
+
+def test_required_claims_and_audiences_per_provider():
+    p = JwtPolicy(JwtAuth(providers=[ProviderCfg(
+        issuer=mint.ISSUER, audiences=["x", "api"], jwks=Jwks(inline=mint.default_jwks()),
+        jwt_validation_options=ValidationOptions(required_claims=["exp", "sub", "nbf"]))]))
+    assert p.authenticate(bearer(token("RS256", kid="rsa")), b"/").reason == "missing_claim"
+    assert p.authenticate(bearer(token("RS256", kid="rsa", payload=claims(nbf=int(time.time())))), b"/").allowed
+    no_exp = JwtPolicy(JwtAuth(issuer=mint.ISSUER, jwks=Jwks(inline=mint.default_jwks()),
+                               jwt_validation_options=ValidationOptions(required_claims=[])))
+    assert no_exp.authenticate(bearer(token("RS256", kid="rsa", payload=claims(exp=None))), b"/").allowed
+
+
+def test_providers_sharing_an_issuer_find_the_key_by_kid_across_them():
+    a = ProviderCfg(issuer=mint.ISSUER, jwks=Jwks(inline=mint.jwks(mint.jwk_of(mint.rsa_key(), "a"))))
+    b = ProviderCfg(issuer=mint.ISSUER, jwks=Jwks(inline=mint.jwks(mint.jwk_of(mint.ec_key(), "b"))))
+    p = JwtPolicy(JwtAuth(providers=[a, b]))
+    assert p.authenticate(bearer(token("RS256", kid="a")), b"/").allowed
+    assert p.authenticate(bearer(token("ES256", kid="b")), b"/").allowed
+    assert p.authenticate(bearer(token("ES256", kid="a")), b"/").reason == "unsupported_algorithm"
+
+
+def test_conformance_tokens_from_agentgateway():
+    import json
+    import yaml
+    base = "/work/shared/conformance/agentgateway-jwtauth"
+    if not os.path.exists(base):
+        pytest.skip("conformance data not present")
+    docs = list(yaml.safe_load_all(open(f"{base}/secured-route.yaml")))
+    providers = docs[1]["spec"]["traffic"]["jwtAuthentication"]["providers"]
+    p = JwtPolicy(JwtAuth(providers=[ProviderCfg(issuer=x["issuer"], jwks=Jwks(inline=x["jwks"]["inline"]))
+                                     for x in providers]))
+    tokens = json.load(open(f"{base}/tokens.json"))
+    for name in ("jwt1", "jwt2", "jwt3"):
+        r = p.authenticate(bearer(tokens[name].encode()), b"/")
+        assert r.allowed and r.subject == "ignore@agentgateway.dev", (name, r)
+    assert p.authenticate(bearer(tokens["jwt4"].encode()), b"/").reason == "unknown_key"  # the RBAC suite's key
+    assert p.authenticate(bearer(b"nosuchkey"), b"/").reason == "malformed"
+
+
+def test_bad_inline_and_file_jwks_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        policy(jwks=Jwks(inline='{"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}'))
+    assert err.value.problems[0][0] == "jwks.inline" and "no usable key" in err.value.problems[0][1]
+    with pytest.raises(ConfigError) as err:
+        JwtPolicy(JwtAuth(providers=[ProviderCfg(issuer="a", jwks=Jwks(inline=mint.default_jwks())),
+                                     ProviderCfg(issuer="b", jwks=Jwks(file="missing.json"))]), str(tmp_path))
+    assert err.value.problems[0][0] == "providers[1].jwks.file"
+    (tmp_path / "jwks.json").write_text(mint.default_jwks())
+    ok = JwtPolicy(JwtAuth(issuer=mint.ISSUER, jwks=Jwks(file="jwks.json")), str(tmp_path))
+    assert ok.authenticate(bearer(GOOD), b"/").allowed
+    assert ok.ready()
+
+
+def test_on_outcome_hook_is_called():
+    p = policy()
+    seen = []
+    p.on_outcome = lambda issuer, reason: seen.append((issuer, reason))
+    p.authenticate(bearer(GOOD), b"/")
+    p.authenticate({}, b"/")
+    assert seen == [(mint.ISSUER, "ok"), ("", "missing")]
+
+
+# -- the verified-token cache ---------------------------------------------------------------------------------
+
+def test_cache_hit_returns_the_same_result_with_claim_headers():
+    p = policy(claims_to_headers=[ClaimHeader(claim="sub", header="x-user")])
+    tok = token("ES256", kid="p256")
+    first = p.authenticate(bearer(tok), b"/")
+    second = p.authenticate(bearer(tok), b"/")
+    assert second is first and second.add_headers == [(b"x-user", b"alice")]
+    stats = p.stats()["cache"]
+    assert stats["hits"] == 1 and stats["misses"] == 1 and stats["entries"] == 1
+
+
+def test_cache_entry_dies_at_exp():
+    p = policy(clock_skew="0s")
+    core = p.core
+    now = time.time()
+    tok = token("RS256", kid="rsa", payload=claims(exp=int(now) + 10))
+    assert core.verify_token(tok, now).allowed
+    assert core.verify_token(tok, now + 5).allowed
+    assert core.cache_stats()["hits"] == 1
+    assert core.verify_token(tok, now + 11).reason == "expired"
+    assert core.cache_stats()["entries"] == 0
+
+
+def test_cache_entry_dies_when_the_key_set_changes():
+    p = policy()
+    provider = p.core.providers[0]
+    tok = token("RS256", kid="rsa")
+    assert p.authenticate(bearer(tok), b"/").allowed
+    from agw.jwt.keys import parse_jwks
+    provider.set_keys(parse_jwks(mint.default_jwks()))  # same keys: no change, the entry stays
+    p.authenticate(bearer(tok), b"/")
+    assert p.stats()["cache"]["hits"] == 1
+    provider.set_keys(parse_jwks(mint.jwks(mint.jwk_of(mint.ec_key(), "p256"))))  # rsa key gone
+    assert p.authenticate(bearer(tok), b"/").reason == "unknown_key"
+
+
+def test_cache_is_bounded_by_entries_and_bytes():
+    p = policy(cache=TokenCache(max_entries=5))
+    toks = [token("HS256", kid="hmac", payload=claims(sub=f"u{i}")) for i in range(20)]
+    for t in toks:
+        assert p.authenticate(bearer(t), b"/").allowed
+    assert p.stats()["cache"]["entries"] == 5
+    p2 = policy(cache=TokenCache(max_bytes=4000))
+    for t in toks:
+        p2.authenticate(bearer(t), b"/")
+    st = p2.stats()["cache"]
+    assert st["bytes"] <= 4000 and 0 < st["entries"] < 20
+
+
+def test_cache_can_be_disabled():
+    p = policy(cache=TokenCache(enabled=False))
+    p.authenticate(bearer(GOOD), b"/")
+    p.authenticate(bearer(GOOD), b"/")
+    assert p.stats()["cache"]["entries"] == 0
+
+
+def test_failures_are_not_cached():
+    p = policy()
+    for _ in range(3):
+        p.authenticate(bearer(GOOD[:-2] + b"AA"), b"/")
+    assert p.stats()["cache"]["entries"] == 0

@@ -1,0 +1,1 @@
+"""Test data and token minting helpers for the JWT tests."""
