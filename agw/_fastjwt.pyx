@@ -536,6 +536,7 @@ cdef class Core:
         cdef object v
         cdef PyObject* found
         cdef const unsigned char* p
+        cdef const unsigned char* pl
         cdef Py_ssize_t n, start, end, i
         cdef object new_target = None, new_cookie = None
         if self.location == LOC_HEADER:
@@ -548,9 +549,10 @@ cdef class Core:
             if n < self.prefix_len:
                 return self.results[R_MISSING]
             if self.prefix_len:
+                pl = <const unsigned char*>PyBytes_AS_STRING(self.prefix_lower)
                 for i in range(self.prefix_len):
                     # ASCII case-insensitive match of the scheme ("Bearer " == "bearer ")
-                    if (p[i] | 0x20 if 65 <= p[i] <= 90 else p[i]) != <unsigned char>self.prefix_lower[i]:
+                    if ((p[i] | 0x20) if 65 <= p[i] <= 90 else p[i]) != pl[i]:
                         return self.results[R_MISSING]
             start = self.prefix_len
             end = n
