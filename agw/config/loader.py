@@ -52,6 +52,8 @@ class Document:
     source: str          # file name (and document index when several)
     body: dict
     base_dir: str
+    # Problems found while reading a Kubernetes object (unset variables): reported in its status line.
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -61,6 +63,11 @@ class LoadedConfig:
     statuses: list[str] = field(default_factory=list)   # `agw check` lines for Kubernetes objects
     warnings: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    kube: Any = None     # kube.Translation when Kubernetes objects were loaded (what `agw check` reports)
+
+
+def is_kube_object(body: dict) -> bool:
+    return "apiVersion" in body or "kind" in body
 
 
 def read_documents(paths: Iterable[str], env: Optional[dict[str, str]] = None) -> list[Document]:
@@ -85,9 +92,14 @@ def read_documents(paths: Iterable[str], env: Optional[dict[str, str]] = None) -
             if not isinstance(raw, dict):
                 problems.append((src, "a config document must be a mapping"))
                 continue
+            if is_kube_object(raw):
+                # A Kubernetes object reports its own problems in its status line (`agw check`).
+                own: list[tuple[str, str]] = []
+                body = expand_env(raw, "", env, own)
+                docs.append(Document(src, body, os.path.dirname(os.path.abspath(path)), own))
+                continue
             before = len(problems)
             body = expand_env(raw, "", env, problems)
-            # Name the document in env problems of Kubernetes objects and plain files alike.
             for j in range(before, len(problems)):
                 p, r = problems[j]
                 problems[j] = (p or src, r)
@@ -108,8 +120,8 @@ def load(paths: list[str], resolve: Optional[dict[str, str]] = None,
          env: Optional[dict[str, str]] = None) -> LoadedConfig:
     """Load and validate; raises ConfigError. `resolve` maps `name.namespace:port` to `host:port`."""
     docs = read_documents(paths, env)
-    native = [d for d in docs if "apiVersion" not in d.body and "kind" not in d.body]
-    kube_docs = [d for d in docs if "apiVersion" in d.body or "kind" in d.body]
+    native = [d for d in docs if not is_kube_object(d.body)]
+    kube_docs = [d for d in docs if is_kube_object(d.body)]
     binds: list = []
     settings: Optional[dict] = None
     problems: list[tuple[str, str]] = []

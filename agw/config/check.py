@@ -1,0 +1,79 @@
+"""`agw check`: load config files and report one status line per object, as `agw run` would judge them.
+
+Lines, in order:
+- a config error (the files cannot be loaded at all): `config error: <path>: <reason>` lines only;
+- `<Kind>/<namespace>/<name>: <condition>[: <path>: <reason>[; ...]]` for each Kubernetes object;
+- `Route/<listener>/<route>: Accepted` for each route of the native config;
+- `config error: <path>: <reason>` for a native `jwtAuth` whose key set cannot be built;
+- `warning: <text>` for what was ignored (other kinds of Kubernetes objects). Warnings never fail the check.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from .errors import ConfigError, join_path
+from .kube import INVALID, Translation
+from .loader import LoadedConfig, load
+from .model import JwtAuth
+
+
+def check_files(paths: list[str], resolve: Optional[dict[str, str]] = None,
+                env: Optional[dict[str, str]] = None) -> tuple[list[str], bool]:
+    """The lines `agw check` prints, and whether everything is accepted (exit 0) or not (exit 1)."""
+    try:
+        loaded = load(paths, resolve=resolve, env=env)
+    except ConfigError as err:
+        return err.lines(), False
+    return report(loaded)
+
+
+def report(loaded: LoadedConfig) -> tuple[list[str], bool]:
+    kube: Optional[Translation] = loaded.kube
+    lines: list[str] = []
+    errors: list[str] = []
+    if kube is not None:
+        for binding in kube.policies:
+            for path, reason in key_set_problems(binding.jwt_auth, loaded.base_dir):
+                binding.status.fail(INVALID, join_path(binding.path, path), reason)
+        lines.extend(s.line() for s in kube.statuses)
+    generated = {id(r) for r in kube.routes} if kube is not None else set()
+    for bi, bind in enumerate(loaded.config.binds):
+        for li, listener in enumerate(bind.listeners):
+            lpath = f"binds[{bi}].listeners[{li}]"
+            lname = listener.name or f"listener{li}"
+            if listener.policies is not None and listener.policies.jwt_auth is not None:
+                errors += _native_problems(listener.policies.jwt_auth, f"{lpath}.policies.jwtAuth", loaded.base_dir)
+            for ri, route in enumerate(listener.routes):
+                if id(route) in generated:
+                    continue
+                lines.append(f"Route/{lname}/{route.name or f'route{ri}'}: Accepted")
+                if route.policies is not None and route.policies.jwt_auth is not None:
+                    errors += _native_problems(route.policies.jwt_auth, f"{lpath}.routes[{ri}].policies.jwtAuth",
+                                               loaded.base_dir)
+    if not loaded.config.binds:
+        errors.append("config error: binds: no listener configured")
+    ok = not errors and (kube is None or all(s.accepted for s in kube.statuses))
+    return lines + errors + [f"warning: {w}" for w in loaded.warnings], ok
+
+
+def _native_problems(jwt_auth: JwtAuth, path: str, base_dir: str) -> list[str]:
+    return [f"config error: {join_path(path, p)}: {r}" for p, r in key_set_problems(jwt_auth, base_dir)]
+
+
+def key_set_problems(jwt_auth: JwtAuth, base_dir: str) -> list[tuple[str, str]]:
+    """Build the policy as `agw run` would (inline and file key sets parsed, nothing fetched) and return its
+    problems. The JWT layer owns what makes a key usable; importing it here, lazily, keeps `agw check` and
+    `agw run` in agreement without the config package depending on it at import time."""
+    from ..jwt import JwtPolicy   # noqa: PLC0415 (config -> jwt is the wrong way round at import time)
+
+    quiet = logging.getLogger("agw.jwt")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)   # skipped keys are reported as the problem itself, not as log noise
+    try:
+        JwtPolicy(jwt_auth, base_dir)
+    except ConfigError as err:
+        return list(err.problems)
+    finally:
+        quiet.setLevel(level)
+    return []
