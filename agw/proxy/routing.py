@@ -105,10 +105,14 @@ class RouteRuntime:
 
 class Router:
     """The routes of one bind (all its listeners), tried in order; first match wins."""
-    __slots__ = ("routes", "only")
+    __slots__ = ("routes", "only", "special_headers")
 
     def __init__(self, routes: list[RouteRuntime]) -> None:
         self.routes = routes
+        # Request headers some route may drop (claim headers, the token's own header): the server sets
+        # these aside while parsing; all others go upstream untouched.
+        self.special_headers = frozenset().union(*(r.strip_headers for r in routes)) | frozenset(
+            r.jwt.credential_header for r in routes if r.jwt is not None and r.jwt.credential_header)
         # One unconditional route (the common edge setup): skip matching entirely.
         self.only = routes[0] if len(routes) == 1 and routes[0].match_all else None
 

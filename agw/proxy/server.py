@@ -30,8 +30,17 @@ PAUSE_BUFFER = 4        # request body buffered while the upstream is being conn
 BODY_BUFFER_LIMIT = 256 * 1024
 
 _HOP = H.HOP_BY_HOP
+_SEP = b": "
+_CRLF = b"\r\n"
+# Request headers agw may drop or rewrite; every other header goes upstream as received, unexamined.
+BASE_SPECIAL_REQUEST_HEADERS = H.HOP_BY_HOP | {H.FORWARDED_FOR, H.FORWARDED_PROTO, H.FORWARDED_HOST,
+                                               b"cookie", b"authorization"}
 _CHUNK_END = b"0\r\n\r\n"
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
+
+
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 
 
 class _HeadTooLarge(Exception):
@@ -48,11 +57,13 @@ class ServerContext:
         self.draining = False
         self.on_request = on_request   # access log / metrics hook: (exchange) -> None
         self.loop = asyncio.get_event_loop()
+        self.now = self.loop.time()    # coarse clock for deadlines, advanced by the worker's ticker
         self.apply(router, settings)
 
     def apply(self, router: Router, settings: Settings) -> None:
         """Install routes and limits (at start and on reload); connections pick them up per request."""
         self.router = router
+        self.special_headers = BASE_SPECIAL_REQUEST_HEADERS | router.special_headers
         self.max_header_bytes = settings.max_header_bytes
         self.max_headers = settings.max_headers
         self.max_connections = settings.max_connections
@@ -62,13 +73,14 @@ class ServerContext:
 
     def expire(self, now: float) -> None:
         """Called a few times a second: fire the deadlines that passed (no timer objects per request)."""
+        self.now = now
         for conn in [c for c in self.connections if 0.0 < c.deadline <= now]:
             conn.deadline = 0.0
             conn.on_deadline()
 
 
 class ClientProtocol(asyncio.Protocol):
-    __slots__ = ("ctx", "loop", "transport", "parser", "peer", "url", "headers", "hdict", "head_bytes",
+    __slots__ = ("ctx", "loop", "transport", "parser", "peer", "url", "headers", "lines", "hdict", "head_bytes",
                  "raw_head_bytes", "headers_done", "parsing", "active", "queue", "paused", "write_paused",
                  "deadline", "closing", "pending_error", "requests", "cork")
 
@@ -79,7 +91,8 @@ class ClientProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.peer = b""
         self.url = b""
-        self.headers: list = []
+        self.headers: list = []    # (lowercase name, name, value) of the headers agw may drop or rewrite
+        self.lines: list = []      # name, ": ", value, CRLF of all the others, ready to join
         self.hdict: dict = {}
         self.head_bytes = 0
         self.raw_head_bytes = 0
@@ -147,7 +160,7 @@ class ClientProtocol(asyncio.Protocol):
 
     # --- timers ------------------------------------------------------------------------------------------
     def _arm(self, delay: float) -> None:
-        self.deadline = self.loop.time() + delay
+        self.deadline = self.ctx.now + delay
 
     def _disarm(self) -> None:
         self.deadline = 0.0
@@ -229,6 +242,7 @@ class ClientProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.lines = []
         self.hdict = {}
         self.head_bytes = 0
         self.raw_head_bytes = 0
@@ -244,11 +258,14 @@ class ClientProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value) + 4
-        headers = self.headers
-        if self.head_bytes > self.ctx.max_header_bytes or len(headers) >= self.ctx.max_headers:
+        ctx = self.ctx
+        if self.head_bytes > ctx.max_header_bytes or len(self.hdict) >= ctx.max_headers:
             raise _HeadTooLarge()
         lname = name.lower()
-        headers.append((lname, name, value))
+        if lname in ctx.special_headers or lname[:6] == b"proxy-":
+            self.headers.append((lname, name, value))
+        else:
+            self.lines += (name, _SEP, value, _CRLF)
         hdict = self.hdict
         prev = hdict.get(lname)
         if prev is None:
@@ -260,8 +277,8 @@ class ClientProtocol(asyncio.Protocol):
         self.headers_done = True
         self.requests += 1
         p = self.parser
-        ex = Exchange(self, p.get_method(), self.url, self.headers, self.hdict, p.should_keep_alive(),
-                      p.get_http_version() == "1.0")
+        ex = Exchange(self, p.get_method(), self.url, self.headers, self.lines, self.hdict,
+                      p.should_keep_alive(), p.get_http_version() == "1.0")
         self.parsing = ex
         if self.active is None:
             self._disarm()
@@ -320,17 +337,18 @@ class ClientProtocol(asyncio.Protocol):
 
 class Exchange:
     """One request and its response: routing, authentication, upstream relay, timeouts."""
-    __slots__ = ("proto", "method", "target", "headers", "hdict", "keep_alive", "http10", "route",
+    __slots__ = ("proto", "method", "target", "headers", "lines", "hdict", "keep_alive", "http10", "route",
                  "conn", "upstream", "body_buffer", "body_buffered", "request_done", "request_chunked",
                  "response_started", "response_chunked", "response_close_delimited", "status",
                  "retried", "done", "auth", "start_time", "bytes_out", "reason", "head_only")
 
-    def __init__(self, proto: ClientProtocol, method: bytes, target: bytes, headers: list, hdict: dict,
-                 keep_alive: bool, http10: bool) -> None:
+    def __init__(self, proto: ClientProtocol, method: bytes, target: bytes, headers: list, lines: list,
+                 hdict: dict, keep_alive: bool, http10: bool) -> None:
         self.proto = proto
         self.method = method
         self.target = target
         self.headers = headers
+        self.lines = lines
         self.hdict = hdict
         self.keep_alive = keep_alive
         self.http10 = http10
@@ -339,8 +357,10 @@ class Exchange:
         self.upstream: Optional[Target] = None
         self.body_buffer: Optional[list] = []
         self.body_buffered = 0
-        self.request_done = False
         self.request_chunked = b"chunked" in hdict.get(b"transfer-encoding", b"").lower()
+        # A request without a body is complete once its head is: an early answer (401, 404) can then keep
+        # the connection, since nothing of this request is left unread.
+        self.request_done = not self.request_chunked and hdict.get(b"content-length", b"0") == b"0"
         self.response_started = False
         self.response_chunked = False
         self.response_close_delimited = False
@@ -453,13 +473,20 @@ class Exchange:
         self.send_head(task.result())
 
     def build_head(self) -> bytes:
-        """The request head for the upstream, written in one call."""
+        """The request head for the upstream, written in one call. Headers that need no decision were
+        collected ready to join (`lines`); only the few in `headers` are looked at here."""
         route = self.route
         hdict = self.hdict
+        lines = self.lines
         skip = _HOP
         conn_tokens = hdict.get(b"connection")
         if conn_tokens is not None:
-            skip = skip | {t.strip().lower() for t in conn_tokens.split(b",")}
+            named = {t.strip().lower() for t in conn_tokens.split(b",")} - {b"keep-alive", b"close"}
+            if named:
+                # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+                skip = skip | named
+                lines = [x for i in range(0, len(lines), 4) if lines[i].lower() not in named
+                         for x in lines[i:i + 4]]
         strip = route.strip_headers
         auth = self.auth
         new_target = None
@@ -473,34 +500,31 @@ class Exchange:
                 new_cookie = auth.new_cookie
             add_headers = auth.add_headers
         parts = [self.method, b" ", new_target or self.target, b" HTTP/1.1\r\n"]
-        append = parts.append
+        parts += lines
         for lname, name, value in self.headers:
-            if lname in skip or lname.startswith(b"proxy-") or lname in strip or lname == drop_credential:
+            if lname in skip or lname in strip or lname == drop_credential or lname[:6] == b"proxy-" \
+                    or lname[:12] == b"x-forwarded-":
                 continue
-            if lname[:12] == b"x-forwarded-":
-                if lname == H.FORWARDED_FOR:
-                    continue
-                if lname == H.FORWARDED_PROTO or lname == H.FORWARDED_HOST:
-                    continue
             if lname == b"cookie" and new_cookie is not None:
                 if new_cookie:
-                    append(b"cookie: " + new_cookie + b"\r\n")
+                    parts += (b"cookie: ", new_cookie, _CRLF)
                 new_cookie = None  # written once, for all Cookie lines
                 continue
-            append(name + b": " + value + b"\r\n")
+            parts += (name, _SEP, value, _CRLF)
         for name, value in add_headers:
-            append(name + b": " + value + b"\r\n")
+            parts += (name, _SEP, value, _CRLF)
+        peer = self.proto.peer
         xff = hdict.get(H.FORWARDED_FOR)
-        append(b"x-forwarded-for: " + (xff + b", " + self.proto.peer if xff else self.proto.peer) + b"\r\n")
-        append(b"x-forwarded-proto: " + self.proto.ctx.scheme + b"\r\n")
+        parts += (b"x-forwarded-for: ", xff + b", " + peer if xff else peer,
+                  b"\r\nx-forwarded-proto: ", self.proto.ctx.scheme, _CRLF)
         host = hdict.get(b"host")
         if host is not None:
-            append(b"x-forwarded-host: " + host + b"\r\n")
+            parts += (b"x-forwarded-host: ", host, _CRLF)
         else:
-            append(b"host: " + self.upstream.label.encode() + b"\r\n")
+            parts += (b"host: ", self.upstream.label.encode(), _CRLF)
         if self.request_chunked:
-            append(b"transfer-encoding: chunked\r\n")
-        append(b"\r\n")
+            parts.append(b"transfer-encoding: chunked\r\n")
+        parts.append(_CRLF)
         return b"".join(parts)
 
     def send_head(self, conn: UpstreamConnection) -> None:
@@ -549,7 +573,7 @@ class Exchange:
             self.conn.transport.write(_CHUNK_END)
 
     # --- response side -----------------------------------------------------------------------------------
-    def on_response_head(self, conn: UpstreamConnection, status: int, reason: bytes, headers: list,
+    def on_response_head(self, conn: UpstreamConnection, status: int, reason: bytes,
                          upstream_keep_alive: bool) -> None:
         if 100 <= status < 200:
             if status != 101 and not self.http10:
@@ -557,24 +581,25 @@ class Exchange:
             return
         self.status = status
         self.response_started = True
-        has_length = False
+        has_length = conn.has_length
         chunked = False
-        conn_tokens = None
-        parts = [b"HTTP/1.1 %d %b\r\n" % (status, reason)]
+        status_line = _STATUS_LINES.get((status, reason))
+        if status_line is None:
+            status_line = b"HTTP/1.1 %d %b\r\n" % (status, reason)
+            if len(_STATUS_LINES) < 256:
+                _STATUS_LINES[(status, reason)] = status_line
+        parts = [status_line]
+        lines = conn.lines
+        for lname, value in conn.special:
+            if lname == b"transfer-encoding":
+                chunked = True
+            elif lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+                named = {t.strip().lower() for t in value.split(b",")} - {b"keep-alive", b"close"}
+                if named:
+                    lines = [x for i in range(0, len(lines), 4) if lines[i].lower() not in named
+                             for x in lines[i:i + 4]]
+        parts += lines
         append = parts.append
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length":
-                has_length = True
-            elif lname in _HOP or lname.startswith(b"proxy-"):
-                if lname == b"transfer-encoding":
-                    chunked = True
-                elif lname == b"connection":
-                    conn_tokens = {t.strip().lower() for t in value.split(b",")}
-                continue
-            elif conn_tokens is not None and lname in conn_tokens:
-                continue
-            append(name + b": " + value + b"\r\n")
         if not upstream_keep_alive:
             conn.reusable = False
         no_body = self.head_only or status in (204, 304)
@@ -611,7 +636,7 @@ class Exchange:
             proto.write(b"%x\r\n%b\r\n" % (len(body), body))
         else:
             proto.write(body)
-        proto.deadline = proto.loop.time() + proto.ctx.body_idle_timeout
+        proto.deadline = proto.ctx.now + proto.ctx.body_idle_timeout
 
     def on_response_complete(self, conn: UpstreamConnection) -> None:
         if self.done:

@@ -17,6 +17,7 @@ import httptools
 from ..config.durations import parse_duration
 from ..config.model import Backend, Settings
 from ..config.validate import split_host_port
+from .http import HOP_BY_HOP as _HOP_BY_HOP
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Exchange
@@ -26,7 +27,7 @@ log = logging.getLogger("agw.upstream")
 
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = ("target", "transport", "parser", "exchange", "reusable", "idle_since", "status_reason",
-                 "headers", "got_bytes", "closed")
+                 "lines", "special", "has_length", "got_bytes", "closed")
 
     def __init__(self, target: "Target") -> None:
         self.target = target
@@ -36,7 +37,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = True
         self.idle_since = 0.0
         self.status_reason = b""
-        self.headers: list = []
+        self.lines: list = []         # name, ": ", value, CRLF of the headers passed on as they are
+        self.special: list = []       # (lowercase name, value) of hop-by-hop headers, for framing decisions
+        self.has_length = False
         self.got_bytes = False
         self.closed = False
 
@@ -91,21 +94,28 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools callbacks -----------------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self.headers = []
+        self.lines = []
+        self.special = []
+        self.has_length = False
         self.status_reason = b""
 
     def on_status(self, reason: bytes) -> None:
         self.status_reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        lname = name.lower()
+        if lname in _HOP_BY_HOP or lname[:6] == b"proxy-":
+            self.special.append((lname, value))
+            return
+        if lname == b"content-length":
+            self.has_length = True
+        self.lines += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
         if ex is not None:
             p = self.parser
-            ex.on_response_head(self, p.get_status_code(), self.status_reason, self.headers,
-                                p.should_keep_alive())
+            ex.on_response_head(self, p.get_status_code(), self.status_reason, p.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange

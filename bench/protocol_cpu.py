@@ -1,0 +1,84 @@
+"""CPU cost of one proxied request in agw's protocol code alone (no sockets, no event-loop I/O).
+
+Drives ClientProtocol and UpstreamConnection with in-memory transports, so the figure is the Python work per
+request that the proxy adds on top of the kernel: `python bench/protocol_cpu.py [--jwt]`. Compare runs made
+in the same session only.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+
+import msgspec
+
+from agw.config.loader import LoadedConfig, decode_native
+from agw.proxy.app import Runtime
+from agw.proxy.server import ClientProtocol, ServerContext
+from agw.proxy.upstream import UpstreamConnection
+
+REQUEST = (b"GET /headers HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n"
+           b"%s\r\n")
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 29 Nov 2026 03:00:00 GMT\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Length: 98\r\nConnection: keep-alive\r\n\r\n"
+            + b"x" * 98)
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out = []
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=200_000)
+    ap.add_argument("--jwt-config", help="YAML route policies file with a jwtAuth (inline/file JWKS)")
+    ap.add_argument("--token", default="", help="bearer token sent on every request")
+    args = ap.parse_args()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    route = {"name": "r", "backends": [{"host": "127.0.0.1:9"}]}
+    if args.jwt_config:
+        import yaml
+        route["policies"] = yaml.safe_load(open(args.jwt_config))
+    cfg = decode_native({"binds": [{"port": 1, "listeners": [{"routes": [route]}]}]})
+    runtime = Runtime(LoadedConfig(cfg))
+    if runtime.policies:
+        loop.run_until_complete(runtime.start_policies())
+    bind, router = runtime.routers[0]
+    ctx = ServerContext(router, runtime.settings)
+    client = ClientProtocol(ctx)
+    client.connection_made(FakeTransport())
+    target = next(iter(runtime.pools.values())).targets[0]
+    up = UpstreamConnection(target)
+    up.connection_made(FakeTransport())
+    target.idle.append(up)
+    extra = b"Authorization: Bearer " + args.token.encode() + b"\r\n" if args.token else b""
+    req = REQUEST % extra
+    for _ in range(1000):
+        client.data_received(req)
+        up.data_received(RESPONSE)
+    t0 = time.perf_counter()
+    for _ in range(args.n):
+        client.data_received(req)
+        up.data_received(RESPONSE)
+    dt = time.perf_counter() - t0
+    client.transport.out.clear()
+    print(f"{dt / args.n * 1e6:.2f} us per proxied request (protocol code only, {args.n} requests)")
+
+
+if __name__ == "__main__":
+    main()
