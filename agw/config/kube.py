@@ -372,11 +372,10 @@ class _Translator:
                 status.fail(INVALID, "metadata.name", f"{kind} {namespace}/{name} is already defined in {seen[key]}")
                 continue
             seen[key] = doc.source
-            if not status.accepted:
-                continue
             unknown = sorted(set(body) - {"apiVersion", "kind", "metadata", "spec", "status"})
             for top in unknown:
                 status.fail(INVALID, top, "unknown field")
+            # Registered even when invalid: routes and policies that name it get a precise status.
             if kind == "Gateway":
                 self.gateways[obj.key] = obj
             elif kind == "HTTPRoute":
@@ -672,6 +671,14 @@ class _Translator:
             out.append((ref.kind, key, ref.section_name))
         return out
 
+    def _targets_of_invalid(self, pol: _Object) -> list[tuple[str, tuple, Optional[str]]]:
+        """What an invalid policy meant to protect (best effort), so that it can be left out."""
+        spec = pol.body.get("spec")
+        refs = spec.get("targetRefs") if isinstance(spec, dict) else None
+        scratch = ObjectStatus(pol.status.label)
+        decoded = _decode(list[TargetRef], refs or [], scratch, "spec.targetRefs")
+        return self._targets(scratch, decoded) if decoded else []
+
     def _jwt_auth(self, status: ObjectStatus, spec: JwtAuthenticationSpec) -> Optional[JwtAuth]:
         p = JWT_PATH
         before = len(status.problems)
@@ -777,9 +784,10 @@ class _Translator:
         levels: list[dict[tuple, tuple[Policies, ObjectStatus]]] = [{}, {}, {}, {}]
         blocked: set[tuple] = set()
         for pol in self.policies:
-            if not pol.status.accepted:
-                continue
-            policies, targets = self.policy(pol)
+            if pol.status.accepted:
+                policies, targets = self.policy(pol)
+            else:
+                policies, targets = None, self._targets_of_invalid(pol)
             for ti, (kind, key, section) in enumerate(targets):
                 slot = (key, section)
                 if policies is None:
