@@ -305,8 +305,11 @@ def test_configmap_config_without_the_pod_environment_names_the_variable(
     env["PYTHONPATH"] = str(REPO)
     result = subprocess.run([sys.executable, "-m", "agw", "check", "-f", str(config)], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert "KEYCLOAK_ISSUER" in result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    policy_line = next(line for line in result.stdout.splitlines()
+                       if line.startswith("AgentgatewayPolicy/agentgateway-system/jwt-auth-policy: "))
+    assert policy_line.startswith("AgentgatewayPolicy/agentgateway-system/jwt-auth-policy: Invalid: ")
+    assert "KEYCLOAK_ISSUER" in policy_line and "KEYCLOAK_JWKS_PATH" in policy_line
 
 
 @pytest.mark.e2e
