@@ -28,12 +28,25 @@ def check_files(paths: list[str], resolve: Optional[dict[str, str]] = None,
     return report(loaded)
 
 
+def refusal_lines(loaded: LoadedConfig) -> list[str]:
+    """What `agw run` prints before refusing to start: the lines of `agw check` that are not Accepted
+    (empty when the config can run). Same wording as `agw check`, key-set problems included."""
+    lines, ok = report(loaded)
+    if ok:
+        return []
+    return [line for line in lines if not line.endswith(": Accepted") and not line.startswith("warning: ")]
+
+
 def report(loaded: LoadedConfig) -> tuple[list[str], bool]:
+    """`agw check`'s lines for a loaded config, and whether all is accepted. Safe to call more than once."""
     kube: Optional[Translation] = loaded.kube
     lines: list[str] = []
     errors: list[str] = []
     if kube is not None:
         for binding in kube.policies:
+            if binding.keys_checked:
+                continue
+            binding.keys_checked = True
             for path, reason in key_set_problems(binding.jwt_auth, loaded.base_dir):
                 binding.status.fail(INVALID, join_path(binding.path, path), reason)
         lines.extend(s.line() for s in kube.statuses)

@@ -143,3 +143,20 @@ def test_cli_check_prints_the_lines_and_exits_0_or_1(tmp_path, capsys, monkeypat
     assert main(["check", "-f", str(bad)]) == 1
     assert capsys.readouterr().out.splitlines()[-1] == (
         f'{POLICY}: Invalid: spec.traffic.jwtAuthentication.mode: invalid mode "Foo" (Strict, Optional or Permissive)')
+
+
+def test_refusal_lines_are_what_agw_run_prints(tmp_path):
+    from agw.config import load
+    from agw.config.check import refusal_lines, report
+
+    path = tmp_path / "config.yaml"
+    path.write_text(GUIDE.replace("jwks:\n          remote:", "jwks:\n          inline: '{\"keys\": []}'\n"
+                                  "          remote:"))
+    loaded = load([str(path)], resolve=RESOLVE, env=ENV)
+    assert loaded.statuses[-1] == (f"{POLICY}: Invalid: spec.traffic.jwtAuthentication.providers[0].jwks: "
+                                   f"exactly one of inline, remote is required")
+    assert refusal_lines(loaded) == [loaded.statuses[-1]]
+    assert report(loaded) == report(loaded)     # idempotent: the status is not reported twice
+
+    path.write_text(GUIDE)
+    assert refusal_lines(load([str(path)], resolve=RESOLVE, env=ENV)) == []
