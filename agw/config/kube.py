@@ -210,6 +210,13 @@ class _Translator:
                 self.result.warnings.append(f"{doc.source}: ignoring {kind} (agw reads Gateway, HTTPRoute, "
                                             f"AgentgatewayPolicy)")
                 continue
+            api_version = body.get("apiVersion")
+            group = api_version.rpartition("/")[0] if isinstance(api_version, str) else ""
+            if kind in ("Gateway", "HTTPRoute") and group != GATEWAY_GROUP:
+                # e.g. Istio's networking.istio.io Gateway: same kind, another API.
+                self.result.warnings.append(f"{doc.source}: ignoring {kind} of {api_version} "
+                                            f"(agw reads {GATEWAY_GROUP})")
+                continue
             status = ObjectStatus("")
             meta = _decode(Metadata, body.get("metadata"), status, "metadata")
             namespace = (meta.namespace if meta else None) or DEFAULT_NAMESPACE

@@ -570,3 +570,11 @@ def test_native_config_problems_after_translation_are_config_errors(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_docs(tmp_path, native, GATEWAY)
     assert err.value.lines() == ["config error: binds[1].port: port 8080 is already bound by binds[0]"]
+
+
+def test_gateway_of_another_api_is_ignored_with_a_warning(tmp_path):
+    istio = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec: {servers: []}\n"
+    loaded = load_docs(tmp_path, istio)
+    assert loaded.statuses == []
+    assert loaded.warnings == [f"{tmp_path / 'objects.yaml'}: ignoring Gateway of networking.istio.io/v1 "
+                               f"(agw reads gateway.networking.k8s.io)"]
