@@ -18,12 +18,12 @@ directives = {
     "embedsignature": True,
 }
 
+compile_args = ["-O2"] + (["-UNDEBUG", "-O0", "-g"] if debug else [])
 extensions = [
-    Extension(
-        "agw._fastjwt",
-        ["agw/_fastjwt.pyx"],
-        extra_compile_args=["-O2"] + (["-UNDEBUG", "-O0", "-g"] if debug else []),
-    )
+    Extension("agw._fastjwt", ["agw/_fastjwt.pyx"], extra_compile_args=compile_args),
+    # The proxy's hot path: Cython pure-Python-mode modules (they also run uncompiled).
+    Extension("agw.proxy.server", ["agw/proxy/server.py"], extra_compile_args=compile_args),
+    Extension("agw.proxy.upstream", ["agw/proxy/upstream.py"], extra_compile_args=compile_args),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

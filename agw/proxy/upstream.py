@@ -6,6 +6,11 @@ exchange receives parser events through a small set of methods (`on_response_*`,
 from __future__ import annotations
 
 import asyncio
+
+try:
+    import cython
+except ImportError:  # running uncompiled without Cython installed
+    from . import _cython_shim as cython  # type: ignore[no-redef]
 import itertools
 import logging
 import socket
@@ -25,9 +30,20 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("agw.upstream")
 
 
-class UpstreamConnection(asyncio.Protocol):
-    __slots__ = ("target", "transport", "parser", "exchange", "reusable", "idle_since", "status_reason",
-                 "lines", "special", "has_length", "got_bytes", "closed")
+@cython.cclass
+class UpstreamConnection:
+    target = cython.declare(object, visibility="public")
+    transport = cython.declare(object, visibility="public")
+    parser = cython.declare(object, visibility="public")
+    exchange = cython.declare(object, visibility="public")
+    reusable = cython.declare(cython.bint, visibility="public")
+    idle_since = cython.declare(cython.double, visibility="public")
+    status_reason = cython.declare(object, visibility="public")
+    lines = cython.declare(object, visibility="public")
+    special = cython.declare(object, visibility="public")
+    has_length = cython.declare(cython.bint, visibility="public")
+    got_bytes = cython.declare(cython.bint, visibility="public")
+    closed = cython.declare(cython.bint, visibility="public")
 
     def __init__(self, target: "Target") -> None:
         self.target = target
@@ -145,10 +161,19 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.abort()
 
 
+@cython.cclass
 class Target:
     """One backend address with its idle keep-alive connections."""
-    __slots__ = ("host", "port", "label", "idle", "max_idle", "idle_timeout", "connect_timeout", "all",
-                 "connect_errors", "retired")
+    host = cython.declare(object, visibility="public")
+    port = cython.declare(cython.Py_ssize_t, visibility="public")
+    label = cython.declare(object, visibility="public")
+    idle = cython.declare(object, visibility="public")
+    max_idle = cython.declare(cython.Py_ssize_t, visibility="public")
+    idle_timeout = cython.declare(cython.double, visibility="public")
+    connect_timeout = cython.declare(cython.double, visibility="public")
+    all = cython.declare(object, visibility="public")
+    connect_errors = cython.declare(cython.Py_ssize_t, visibility="public")
+    retired = cython.declare(cython.bint, visibility="public")
 
     def __init__(self, address: str, settings: Settings) -> None:
         self.host, self.port = split_host_port(address)
@@ -209,9 +234,12 @@ class Target:
             conn.close()
 
 
+@cython.cclass
 class BackendPool:
     """The backends of a route: weighted round robin over targets."""
-    __slots__ = ("targets", "_cycle", "_single")
+    targets = cython.declare(object, visibility="public")
+    _cycle = cython.declare(object, visibility="public")
+    _single = cython.declare(object, visibility="public")
 
     def __init__(self, backends: list[Backend], settings: Settings) -> None:
         self.targets = [Target(b.host, settings) for b in backends]
