@@ -190,7 +190,7 @@ class JwtPolicy:
                 entry["source"] = src.description if src is not None else None
                 entry["key_age_seconds"] = None
             providers.append(entry)
-        return {"mode": self.mode, "cache": self._core.cache_stats(), "providers": providers}
+        return {"name": self.name, "mode": self.mode, "cache": self._core.cache_stats(), "providers": providers}
 
     @property
     def core(self) -> Core:

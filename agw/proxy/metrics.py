@@ -135,18 +135,25 @@ def _policy_families(policies: list[dict]):
     fetch_sums: dict = {}
     ages: dict = {}
     for st in policies:
+        # JwtPolicy.stats(): {"name", "mode", "cache": {"hits", "misses", "entries", ...},
+        #                     "providers": [{"issuer", "source", "fetches": {outcome: n}, "key_age_seconds"}]}
         name = str(st.get("name", ""))
         cache = st.get("cache", {})
         cur = sums.setdefault(name, [0, 0, 0])
         cur[0] += int(cache.get("hits", 0))
         cur[1] += int(cache.get("misses", 0))
-        cur[2] += int(cache.get("size", 0))
+        cur[2] += int(cache.get("entries", 0))
+        fetch_seen: set = set()
         for prov in st.get("providers", []):
             issuer = str(prov.get("issuer", ""))
-            for outcome, n in (prov.get("fetches") or {}).items():
-                fetch_sums[(issuer, outcome)] = fetch_sums.get((issuer, outcome), 0) + int(n)
-            if prov.get("key_age") is not None:
-                ages[issuer] = max(ages.get(issuer, 0.0), float(prov["key_age"]))
+            # Providers sharing one JWKS URL share one fetcher: count its fetches once per (issuer, source).
+            source_key = (issuer, prov.get("source"))
+            if source_key not in fetch_seen:
+                fetch_seen.add(source_key)
+                for outcome, n in (prov.get("fetches") or {}).items():
+                    fetch_sums[(issuer, outcome)] = fetch_sums.get((issuer, outcome), 0) + int(n)
+            if prov.get("key_age_seconds") is not None:
+                ages[issuer] = max(ages.get(issuer, 0.0), float(prov["key_age_seconds"]))
     for name, (h, m, s) in sums.items():
         hits.add_metric([name], h)
         misses.add_metric([name], m)
