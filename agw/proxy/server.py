@@ -52,6 +52,7 @@ class _HeadTooLarge(Exception):
     pass
 
 
+@cython.cclass
 class ServerContext:
     """What every connection of one bind shares: routes, limits, timeouts, hooks, live connections."""
 
@@ -86,28 +87,6 @@ class ServerContext:
 
 @cython.cclass
 class ClientProtocol:
-    ctx = cython.declare(object, visibility="public")
-    loop = cython.declare(object, visibility="public")
-    transport = cython.declare(object, visibility="public")
-    parser = cython.declare(object, visibility="public")
-    peer = cython.declare(object, visibility="public")
-    url = cython.declare(object, visibility="public")
-    headers = cython.declare(object, visibility="public")
-    lines = cython.declare(object, visibility="public")
-    hdict = cython.declare(object, visibility="public")
-    head_bytes = cython.declare(cython.Py_ssize_t, visibility="public")
-    raw_head_bytes = cython.declare(cython.Py_ssize_t, visibility="public")
-    headers_done = cython.declare(cython.bint, visibility="public")
-    parsing = cython.declare(object, visibility="public")
-    active = cython.declare(object, visibility="public")
-    queue = cython.declare(object, visibility="public")
-    paused = cython.declare(cython.Py_ssize_t, visibility="public")
-    write_paused = cython.declare(cython.bint, visibility="public")
-    deadline = cython.declare(cython.double, visibility="public")
-    closing = cython.declare(cython.bint, visibility="public")
-    pending_error = cython.declare(object, visibility="public")
-    requests = cython.declare(cython.Py_ssize_t, visibility="public")
-    cork = cython.declare(object, visibility="public")
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -363,32 +342,6 @@ class ClientProtocol:
 @cython.cclass
 class Exchange:
     """One request and its response: routing, authentication, upstream relay, timeouts."""
-    proto = cython.declare(object, visibility="public")
-    method = cython.declare(object, visibility="public")
-    target = cython.declare(object, visibility="public")
-    headers = cython.declare(object, visibility="public")
-    lines = cython.declare(object, visibility="public")
-    hdict = cython.declare(object, visibility="public")
-    keep_alive = cython.declare(cython.bint, visibility="public")
-    http10 = cython.declare(cython.bint, visibility="public")
-    route = cython.declare(object, visibility="public")
-    conn = cython.declare(object, visibility="public")
-    upstream = cython.declare(object, visibility="public")
-    body_buffer = cython.declare(object, visibility="public")
-    body_buffered = cython.declare(cython.Py_ssize_t, visibility="public")
-    request_done = cython.declare(cython.bint, visibility="public")
-    request_chunked = cython.declare(cython.bint, visibility="public")
-    response_started = cython.declare(cython.bint, visibility="public")
-    response_chunked = cython.declare(cython.bint, visibility="public")
-    response_close_delimited = cython.declare(cython.bint, visibility="public")
-    status = cython.declare(cython.Py_ssize_t, visibility="public")
-    retried = cython.declare(cython.bint, visibility="public")
-    done = cython.declare(cython.bint, visibility="public")
-    auth = cython.declare(object, visibility="public")
-    start_time = cython.declare(cython.double, visibility="public")
-    bytes_out = cython.declare(cython.Py_ssize_t, visibility="public")
-    reason = cython.declare(object, visibility="public")
-    head_only = cython.declare(cython.bint, visibility="public")
 
     def __init__(self, proto: ClientProtocol, method: bytes, target: bytes, headers: list, lines: list,
                  hdict: dict, keep_alive: bool, http10: bool) -> None:

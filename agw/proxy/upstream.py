@@ -32,18 +32,6 @@ log = logging.getLogger("agw.upstream")
 
 @cython.cclass
 class UpstreamConnection:
-    target = cython.declare(object, visibility="public")
-    transport = cython.declare(object, visibility="public")
-    parser = cython.declare(object, visibility="public")
-    exchange = cython.declare(object, visibility="public")
-    reusable = cython.declare(cython.bint, visibility="public")
-    idle_since = cython.declare(cython.double, visibility="public")
-    status_reason = cython.declare(object, visibility="public")
-    lines = cython.declare(object, visibility="public")
-    special = cython.declare(object, visibility="public")
-    has_length = cython.declare(cython.bint, visibility="public")
-    got_bytes = cython.declare(cython.bint, visibility="public")
-    closed = cython.declare(cython.bint, visibility="public")
 
     def __init__(self, target: "Target") -> None:
         self.target = target
@@ -164,16 +152,6 @@ class UpstreamConnection:
 @cython.cclass
 class Target:
     """One backend address with its idle keep-alive connections."""
-    host = cython.declare(object, visibility="public")
-    port = cython.declare(cython.Py_ssize_t, visibility="public")
-    label = cython.declare(object, visibility="public")
-    idle = cython.declare(object, visibility="public")
-    max_idle = cython.declare(cython.Py_ssize_t, visibility="public")
-    idle_timeout = cython.declare(cython.double, visibility="public")
-    connect_timeout = cython.declare(cython.double, visibility="public")
-    all = cython.declare(object, visibility="public")
-    connect_errors = cython.declare(cython.Py_ssize_t, visibility="public")
-    retired = cython.declare(cython.bint, visibility="public")
 
     def __init__(self, address: str, settings: Settings) -> None:
         self.host, self.port = split_host_port(address)
@@ -194,7 +172,7 @@ class Target:
                 return conn
         return None
 
-    async def connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
+    async def connect(self, loop: asyncio.AbstractEventLoop):  # -> UpstreamConnection
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
@@ -237,9 +215,6 @@ class Target:
 @cython.cclass
 class BackendPool:
     """The backends of a route: weighted round robin over targets."""
-    targets = cython.declare(object, visibility="public")
-    _cycle = cython.declare(object, visibility="public")
-    _single = cython.declare(object, visibility="public")
 
     def __init__(self, backends: list[Backend], settings: Settings) -> None:
         self.targets = [Target(b.host, settings) for b in backends]

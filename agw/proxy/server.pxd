@@ -1,0 +1,72 @@
+# C-level declarations of server.py's classes (an augmenting .pxd: server.py stays plain Python and
+# runs uncompiled too). Typed attributes make the per-request work C struct accesses.
+from agw.proxy.upstream cimport Target, UpstreamConnection
+
+
+cdef class ServerContext:
+    cdef public object router
+    cdef public bytes scheme
+    cdef public set connections
+    cdef public bint draining
+    cdef public object on_request
+    cdef public object loop
+    cdef public double now
+    cdef public frozenset special_headers
+    cdef public Py_ssize_t max_header_bytes
+    cdef public Py_ssize_t max_headers
+    cdef public Py_ssize_t max_connections
+    cdef public double request_header_timeout
+    cdef public double keepalive_timeout
+    cdef public double body_idle_timeout
+
+cdef class ClientProtocol:
+    cdef public ServerContext ctx
+    cdef public object loop
+    cdef public object transport
+    cdef public object parser
+    cdef public bytes peer
+    cdef public bytes url
+    cdef public list headers
+    cdef public list lines
+    cdef public dict hdict
+    cdef public Py_ssize_t head_bytes
+    cdef public Py_ssize_t raw_head_bytes
+    cdef public bint headers_done
+    cdef public Exchange parsing
+    cdef public Exchange active
+    cdef public object queue
+    cdef public Py_ssize_t paused
+    cdef public bint write_paused
+    cdef public double deadline
+    cdef public bint closing
+    cdef public object pending_error
+    cdef public Py_ssize_t requests
+    cdef public list cork
+
+cdef class Exchange:
+    cdef public ClientProtocol proto
+    cdef public bytes method
+    cdef public bytes target
+    cdef public list headers
+    cdef public list lines
+    cdef public dict hdict
+    cdef public bint keep_alive
+    cdef public bint http10
+    cdef public object route
+    cdef public UpstreamConnection conn
+    cdef public Target upstream
+    cdef public list body_buffer
+    cdef public Py_ssize_t body_buffered
+    cdef public bint request_done
+    cdef public bint request_chunked
+    cdef public bint response_started
+    cdef public bint response_chunked
+    cdef public bint response_close_delimited
+    cdef public Py_ssize_t status
+    cdef public bint retried
+    cdef public bint done
+    cdef public object auth
+    cdef public double start_time
+    cdef public Py_ssize_t bytes_out
+    cdef public str reason
+    cdef public bint head_only
