@@ -71,16 +71,14 @@ def load_or_exit(files: list[str], resolve: dict[str, str]) -> LoadedConfig:
         for line in e.lines():
             print(line, file=sys.stderr)
         raise SystemExit(2)
-    bad = [s for s in loaded.statuses if not s.endswith(": Accepted")]
+    from .config.check import refusal_lines
+    bad = refusal_lines(loaded)   # the same lines `agw check` prints, key-set problems included
     if bad:
         for line in bad:
             print(line, file=sys.stderr)
         raise SystemExit(2)
     for w in loaded.warnings:
         log.warning("%s", w)
-    if not loaded.config.binds:
-        print("config error: binds: no listener configured", file=sys.stderr)
-        raise SystemExit(2)
     return loaded
 
 

@@ -126,8 +126,9 @@ class ConfigSource:
     def build(self) -> "Runtime":
         """Load, check and build; raises ConfigError (with the same lines `agw check` prints)."""
         from ..config import load
+        from ..config.check import refusal_lines
         loaded = load(self.files, resolve=self.resolve)
-        bad = [s for s in loaded.statuses if not s.endswith(": Accepted")]
+        bad = refusal_lines(loaded)
         if bad:
             raise ConfigError([("", line) for line in bad])
         return Runtime(loaded)
