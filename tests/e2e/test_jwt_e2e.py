@@ -310,3 +310,92 @@ def test_jwt_metrics_count_known_traffic(agw_proxy, idp, httpbin_backend):
     assert fetches.get("ok") == 1.0 and fetches.get("error", 0) == 0, fetches
     ages = samples(text, "agw_jwks_keys_age_seconds")
     assert [dict(k)["provider"] for k in ages] == [idp.issuer] and all(v >= 0 for v in ages.values())
+
+
+# --- edges where the proxy and the policy meet -----------------------------------------------------------------
+
+def test_scheme_is_case_insensitive_and_a_custom_header_location(agw_proxy, idp, httpbin_backend):
+    strict = agw_proxy(config(httpbin_backend.address, remote(idp)), wait_readyz=True)
+    token = idp.password_token()
+    assert strict.get("/headers", {"authorization": f"bearer {token}"}).status == 200
+    assert strict.get("/headers", {"AUTHORIZATION": f"BEARER {token}"}).status == 200
+
+    policy = remote(idp, location={"header": {"name": "X-Token", "prefix": ""}})
+    custom = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
+    echoed = echoed_headers(custom.get("/headers", {"x-token": token, "Authorization": "Basic abc"}))
+    assert "x-token" not in echoed
+    assert echoed["authorization"] == "Basic abc"      # not the credential of this policy: left alone
+    assert_refused(custom.get("/headers", bearer(token)), "no bearer token found", token_sent=False)
+
+
+def test_token_without_kid_when_one_key_fits(agw_proxy, idp_fresh, httpbin_backend):
+    proxy = agw_proxy(config(httpbin_backend.address, remote(idp_fresh)), wait_readyz=True)
+    assert proxy.get("/headers", bearer(idp_fresh.mint(header={"kid": None}))).status == 200
+
+
+def test_oversized_token_is_refused_as_malformed(strict_proxy, idp):
+    token = idp.mint({"padding": "x" * 9000})
+    assert len(token) > 8192
+    assert_refused(strict_proxy.get("/headers", bearer(token)), "malformed token")
+
+
+def test_cached_token_still_expires(agw_proxy, idp, httpbin_backend):
+    proxy = agw_proxy(config(httpbin_backend.address, remote(idp, clockSkew="0s")), wait_readyz=True)
+    token = idp.mint({"exp": int(time.time()) + 2})
+    assert proxy.get("/headers", bearer(token)).status == 200        # verified, now in the cache
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        response = proxy.get("/headers", bearer(token))
+        if response.status != 200:
+            break
+        time.sleep(0.2)
+    assert_refused(response, "token expired")
+
+
+def test_body_and_pipelined_requests_wait_for_the_unknown_kid_refetch(agw_proxy, idp_fresh, httpbin_backend):
+    """A request held while agw fetches the JWKS keeps its body, and pipelined requests behind it are answered
+    in order."""
+    from tests.support.rawhttp import RawConnection, build_request
+
+    proxy = agw_proxy(config(httpbin_backend.address, remote(idp_fresh)), wait_readyz=True)
+    idp_fresh.rotate()
+    token = idp_fresh.password_token()           # a kid agw has not seen: the first request waits for a fetch
+    body = b"x" * 200_000
+    with RawConnection(proxy.port) as conn:
+        conn.send(build_request("POST", "/post", bearer(token), body)
+                  + build_request("GET", "/get?second=1", bearer(token))
+                  + build_request("GET", "/get?third=1"))
+        first, second, third = conn.read_response("POST"), conn.read_response(), conn.read_response()
+    assert first.status == 200, first.text
+    assert first.json()["data"] == body.decode()
+    assert (second.status, second.json()["args"]) == (200, {"second": "1"})
+    assert third.status == 401
+
+
+def test_metrics_add_up_across_workers(agw_proxy, idp, httpbin_backend):
+    proxy = agw_proxy(config(httpbin_backend.address, remote(idp)), extra_args=["--workers", "2"],
+                      wait_readyz=True)
+    token = idp.password_token()
+    for _ in range(10):       # new connections: the kernel spreads them over both workers
+        assert proxy.get("/headers", bearer(token)).status == 200
+        assert proxy.get("/headers").status == 401
+    status, text = proxy.admin_get("/metrics")
+    assert status == 200
+    outcomes: dict[str, float] = {}
+    for labels, value in samples(text, "agw_jwt_authentications_total").items():
+        outcomes[dict(labels)["outcome"]] = outcomes.get(dict(labels)["outcome"], 0) + value
+    assert outcomes == {"ok": 10.0, "missing": 10.0}
+    hits = samples(text, "agw_jwt_cache_hits_total")
+    misses = samples(text, "agw_jwt_cache_misses_total")
+    assert len(hits) == 1 and sum(hits.values()) + sum(misses.values()) >= 10
+    assert 1 <= sum(misses.values()) <= 2          # one miss per worker that saw the token
+    fetches = {dict(k)["outcome"]: v for k, v in samples(text, "agw_jwks_fetches_total").items()}
+    assert fetches.get("ok") == 2.0, fetches       # each worker fetched the key set once
+
+
+def test_audience_array_overlap_and_optional_mode_leaves_other_schemes_alone(agw_proxy, idp, httpbin_backend):
+    proxy = agw_proxy(config(httpbin_backend.address, remote(idp, mode="optional")), wait_readyz=True)
+    assert proxy.get("/headers", bearer(idp.mint({"aud": ["other", "my-application"]}))).status == 200
+    assert_refused(proxy.get("/headers", bearer(idp.mint({"aud": ["other", "more"]}))), "audience not allowed")
+    echoed = echoed_headers(proxy.get("/headers", {"Authorization": "Basic dXNlcjE6cGFzc3dvcmQ="}))
+    assert echoed["authorization"] == "Basic dXNlcjE6cGFzc3dvcmQ="
