@@ -399,3 +399,35 @@ def test_audience_array_overlap_and_optional_mode_leaves_other_schemes_alone(agw
     assert_refused(proxy.get("/headers", bearer(idp.mint({"aud": ["other", "more"]}))), "audience not allowed")
     echoed = echoed_headers(proxy.get("/headers", {"Authorization": "Basic dXNlcjE6cGFzc3dvcmQ="}))
     assert echoed["authorization"] == "Basic dXNlcjE6cGFzc3dvcmQ="
+
+
+def test_reload_rereads_a_file_jwks_and_applies_a_new_mode(agw_proxy, idp_fresh, httpbin_backend, tmp_path):
+    import signal
+
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps(idp_fresh.jwks()))
+    policy = {"issuer": idp_fresh.issuer, "jwks": {"file": str(keys)}}
+    proxy = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
+    old_token = idp_fresh.password_token()
+    assert proxy.get("/headers", bearer(old_token)).status == 200
+    idp_fresh.rotate()
+    new_token = idp_fresh.password_token()
+    assert_refused(proxy.get("/headers", bearer(new_token)), "unknown key")
+
+    keys.write_text(json.dumps(idp_fresh.jwks()))          # the new key only
+    proxy.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while proxy.get("/headers", bearer(new_token)).status != 200:
+        assert time.monotonic() < deadline, proxy.output()
+        time.sleep(0.1)
+    assert_refused(proxy.get("/headers", bearer(old_token)), "unknown key")   # the cache died with its keys
+
+    document = config(httpbin_backend.address, {**policy, "mode": "optional"},
+                      port=proxy.port)
+    proxy.write_config(document)
+    proxy.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while proxy.get("/headers").status != 200:
+        assert time.monotonic() < deadline, proxy.output()
+        time.sleep(0.1)
+    assert proxy.get("/headers", bearer(new_token)).status == 200
