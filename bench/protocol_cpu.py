@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("--jwt-config", help="YAML route policies file with a jwtAuth (inline/file JWKS)")
     ap.add_argument("--token", default="", help="bearer token sent on every request")
+    ap.add_argument("--with-metrics", action="store_true", help="count each request as a worker does")
     args = ap.parse_args()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -59,7 +60,11 @@ def main() -> None:
     if runtime.policies:
         loop.run_until_complete(runtime.start_policies())
     bind, router = runtime.routers[0]
-    ctx = ServerContext(router, runtime.settings)
+    hook = None
+    if args.with_metrics:
+        from agw.proxy.app import Worker
+        hook = Worker(runtime, reuse_port=False).on_request
+    ctx = ServerContext(router, runtime.settings, on_request=hook)
     client = ClientProtocol(ctx)
     client.connection_made(FakeTransport())
     target = next(iter(runtime.pools.values())).targets[0]

@@ -3,6 +3,9 @@
 from agw.proxy.upstream cimport Target, UpstreamConnection
 
 
+cdef class Exchange
+
+
 cdef class ServerContext:
     cdef public object router
     cdef public bytes scheme
@@ -43,6 +46,14 @@ cdef class ClientProtocol:
     cdef public Py_ssize_t requests
     cdef public list cork
 
+    cpdef pause_reading_for(self, reason)
+    cpdef resume_reading_for(self, reason)
+    cpdef _arm(self, double delay)
+    cpdef _disarm(self)
+    cpdef write(self, bytes data)
+    cpdef flush(self)
+    cpdef exchange_done(self, Exchange ex)
+
 cdef class Exchange:
     cdef public ClientProtocol proto
     cdef public bytes method
@@ -70,3 +81,15 @@ cdef class Exchange:
     cdef public Py_ssize_t bytes_out
     cdef public str reason
     cdef public bint head_only
+
+    cpdef start(self)
+    cpdef after_auth(self, result)
+    cpdef forward(self)
+    cpdef bytes build_head(self)
+    cpdef send_head(self, UpstreamConnection conn)
+    cpdef on_request_body(self, bytes body)
+    cpdef on_request_complete(self)
+    cpdef on_response_body(self, bytes body)
+    cpdef finish_response(self, UpstreamConnection conn)
+    cpdef respond_error(self, error)
+    cpdef respond_simple(self, code, bytes body, tuple extra)

@@ -151,12 +151,12 @@ class ClientProtocol:
         if ex is not None and ex.conn is not None and ex.conn.transport is not None:
             ex.conn.transport.resume_reading()
 
-    def pause_reading_for(self, reason: int) -> None:
+    def pause_reading_for(self, reason) -> None:
         if not self.paused and self.transport is not None:
             self.transport.pause_reading()
         self.paused |= reason
 
-    def resume_reading_for(self, reason: int) -> None:
+    def resume_reading_for(self, reason) -> None:
         if self.paused & reason:
             self.paused &= ~reason
             if not self.paused and self.transport is not None and not self.closing:
@@ -729,7 +729,7 @@ class Exchange:
     def respond_error(self, error: H.ErrorResponse) -> None:
         self.respond_simple(error.code, error.body, ())
 
-    def respond_simple(self, code: int, body: bytes, extra: tuple) -> None:
+    def respond_simple(self, code, body: bytes, extra: tuple) -> None:
         if self.done:
             return
         self.done = True
