@@ -220,3 +220,62 @@ def test_check_names_the_problem_and_run_refuses_with_the_same_line(tmp_path, na
     run = agw("run", "-f", str(path), *CHECK_RESOLVE, "--admin", "off", env=env, timeout=30)
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.splitlines() == [policy_line], run.stderr
+
+
+@pytest.fixture
+def tls_jwks_server(idp, tmp_path):
+    """The IdP's JWKS served over HTTPS by a certificate of a local CA (trustme); yields (port, CA file)."""
+    import http.server
+    import ssl
+    import threading
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    body = json.dumps(idp.jwks()).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            status = 200 if self.path == JWKS_PATH else 404
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) if status == 200 else 0))
+            self.end_headers()
+            if status == 200:
+                self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], ca_file
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_jwks_backend_ref_on_port_443_is_fetched_over_tls(start_guide, idp, tls_jwks_server):
+    """As the guide's Auth0 example needs: port 443 means https, verified against the trust store (here the
+    test CA, given to agw as the process's SSL_CERT_FILE)."""
+    tls_port, ca_file = tls_jwks_server
+    documents = guide_documents(free_port())
+    jwt_spec(documents)["providers"][0]["jwks"]["remote"]["backendRef"]["port"] = 443
+    env = {**guide_env(idp), "SSL_CERT_FILE": str(ca_file)}
+    proxy = start_guide(documents, env=env, extra_args=["--resolve", f"keycloak.keycloak:443=127.0.0.1:{tls_port}"])
+    response = proxy.get("/headers", bearer(idp.password_token()), host=HOST)
+    assert response.status == 200, (response.text, proxy.output()[-2000:])
+
+    # Without the CA, the certificate is not trusted: no keys, and requests say so.
+    documents = copy.deepcopy(documents)
+    next(doc for doc in documents if doc["kind"] == "Gateway")["spec"]["listeners"][0]["port"] = free_port()
+    untrusting = start_guide(documents, env={**guide_env(idp), "SSL_CERT_FILE": str(ca_file.with_name("none.pem"))},
+                             extra_args=["--resolve", f"keycloak.keycloak:443=127.0.0.1:{tls_port}"])
+    refused = untrusting.get("/headers", bearer(idp.password_token()), host=HOST)
+    assert (refused.status, refused.text) == (401, "authentication failure: keys unavailable")
