@@ -279,3 +279,20 @@ def test_a_jwks_backend_ref_on_port_443_is_fetched_over_tls(start_guide, idp, tl
                              extra_args=["--resolve", f"keycloak.keycloak:443=127.0.0.1:{tls_port}"])
     refused = untrusting.get("/headers", bearer(idp.password_token()), host=HOST)
     assert (refused.status, refused.text) == (401, "authentication failure: keys unavailable")
+
+
+def test_traffic_policy_alias_short_variables_and_a_native_file_alongside(agw_proxy, idp, httpbin_backend):
+    text = guide_text(free_port())
+    text = text.replace("apiVersion: agentgateway.dev/v1alpha1\nkind: AgentgatewayPolicy",
+                        "apiVersion: gateway.kgateway.dev/v1alpha1\nkind: TrafficPolicy")
+    text = text.replace('"${KEYCLOAK_ISSUER}"', '"$KEYCLOAK_ISSUER"')
+    assert "kind: TrafficPolicy" in text and "$KEYCLOAK_ISSUER" in text
+    native_port = free_port()
+    native = {"binds": [{"port": native_port, "address": "127.0.0.1", "listeners": [{"name": "plain", "routes": [
+        {"name": "open", "backends": [{"host": "${BACKEND}"}]}]}]}]}
+    proxy = agw_proxy(text, files=[native], wait_readyz=True,
+                      env={**guide_env(idp), "BACKEND": httpbin_backend.address},
+                      extra_args=resolve_args(idp, httpbin_backend.address))
+    assert proxy.get("/headers", host=HOST).status == 401
+    assert proxy.get("/headers", bearer(idp.password_token()), host=HOST).status == 200
+    assert proxy.get("/headers", port=native_port).status == 200       # the native route has no policy
