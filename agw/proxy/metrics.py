@@ -9,9 +9,6 @@ from __future__ import annotations
 import bisect
 from typing import Any, Iterable, Optional
 
-from prometheus_client.core import (CollectorRegistry, CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily)
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 # Seconds; the usual latency buckets of a proxy (Envoy's are similar).
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -91,6 +88,8 @@ class _SnapshotCollector:
         self.snap = snap
 
     def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
         snap = self.snap
         req = CounterMetricFamily("agw_requests", "Requests answered, by route and status",
                                   labels=["route", "status"])
@@ -126,6 +125,8 @@ class _SnapshotCollector:
 
 def _policy_families(policies: list[dict]):
     """Cache and JWKS figures from each JwtPolicy.stats() (summed over workers by name)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     hits = CounterMetricFamily("agw_jwt_cache_hits", "Verified-token cache hits", labels=["policy"])
     misses = CounterMetricFamily("agw_jwt_cache_misses", "Verified-token cache misses", labels=["policy"])
     size = GaugeMetricFamily("agw_jwt_cache_entries", "Verified-token cache entries", labels=["policy"])
@@ -166,6 +167,10 @@ def _policy_families(policies: list[dict]):
 
 
 def render(snap: dict) -> tuple[bytes, bytes]:
+    # Imported at the first scrape: prometheus-client pulls in a lot of the standard library (~8 MB RSS).
+    from prometheus_client.core import CollectorRegistry
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snap))
     return CONTENT_TYPE_LATEST.encode(), generate_latest(registry)
