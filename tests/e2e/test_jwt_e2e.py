@@ -431,3 +431,32 @@ def test_reload_rereads_a_file_jwks_and_applies_a_new_mode(agw_proxy, idp_fresh,
         assert time.monotonic() < deadline, proxy.output()
         time.sleep(0.1)
     assert proxy.get("/headers", bearer(new_token)).status == 200
+
+
+def test_a_refused_request_with_a_body_leaves_the_connection_usable_or_closes_it(strict_proxy, idp):
+    """The body of a refused request must never be read as the next request (request smuggling)."""
+    from tests.support.rawhttp import RawConnection, build_request, chunked
+
+    token = idp.password_token()
+    smuggled = build_request("GET", "/headers", bearer(token))     # a valid request hidden in a body
+    for framing in ({"Content-Length": str(len(smuggled))}, {"Transfer-Encoding": "chunked"}):
+        body = smuggled if "Content-Length" in framing else chunked(smuggled)
+        with RawConnection(strict_proxy.port) as conn:
+            conn.send(build_request("POST", "/post", framing, body) + build_request("GET", "/get?next=1"))
+            refused = conn.read_response("POST")
+            assert refused.status == 401
+            if refused.keep_alive:
+                following = conn.read_response()
+                assert following.status == 401, following.text     # /get?next=1, not the smuggled request
+            else:
+                assert conn.is_closed_by_peer(2.0)
+
+
+def test_query_token_alone_leaves_a_clean_target(agw_proxy, idp, httpbin_backend):
+    policy = remote(idp, location={"queryParameter": {"name": "access_token"}})
+    proxy = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
+    token = idp.password_token()
+    response = proxy.get(f"/anything/path?access_token={token}")
+    assert response.status == 200, response.text
+    assert response.json()["url"].endswith("/anything/path")
+    assert response.json()["args"] == {}
