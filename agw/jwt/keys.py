@@ -133,6 +133,8 @@ def parse_jwks(data: bytes | str, *, allow_hmac: bool = True, source: str = "") 
         doc = msgspec.json.decode(data, type=_Doc)
     except (msgspec.ValidationError, msgspec.DecodeError) as err:
         raise JwksError(f"not a JWKS document: {err}") from None
+    except RecursionError:  # msgspec's answer to very deep nesting: a bad document, not a crash
+        raise JwksError("not a JWKS document: nested too deeply") from None
     keys: list[Key] = []
     problems: list[str] = []
     for i, raw in enumerate(doc.keys):
@@ -145,6 +147,8 @@ def parse_jwks(data: bytes | str, *, allow_hmac: bool = True, source: str = "") 
             keys.append(build_key(jwk))
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as err:
             problems.append(f"{label}: {err}")
+        except RecursionError:
+            problems.append(f"{label}: nested too deeply")
     for p in problems:
         log.warning("jwks %s: skipping key %s", source or "-", p)
     if not keys:
