@@ -277,13 +277,13 @@ def install_uvloop() -> None:
 async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: float = 15.0,
                 admin: Optional[tuple[str, int]] = None, admin_unix: Optional[str] = None,
                 source: Optional[ConfigSource] = None, watch: bool = False,
-                access_log: Optional[AccessLog] = None,
+                access_log: Optional[AccessLog] = None, sockets: Optional[dict] = None,
                 ready_event: Optional[Callable[[], None]] = None) -> int:
     """Run one worker until SIGTERM/SIGINT (reloading on SIGHUP or a changed file); returns the exit code."""
     from .admin import AdminServer
 
     loop = asyncio.get_running_loop()
-    worker = Worker(runtime, reuse_port=reuse_port, access_log=access_log)
+    worker = Worker(runtime, reuse_port=reuse_port, access_log=access_log, sockets=sockets)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -71,14 +71,11 @@ class Supervisor:
         self.pids[pid] = i
 
     async def _worker_main(self, i: int) -> int:
-        from . import app
-
-        sockets = self.sockets[i]
-        app.make_listen_socket = lambda address, port, reuse: sockets[(address, port)]
         sink = open_sink(self.access_log)
         return await serve(self.runtime, reuse_port=True, drain_timeout=self.drain_timeout,
                            admin_unix=self.worker_socket(i), source=self.source, watch=False,
-                           access_log=AccessLog(sink) if sink is not None else None)
+                           access_log=AccessLog(sink) if sink is not None else None,
+                           sockets=dict(self.sockets[i]))
 
     # --- admin: answers for all workers ------------------------------------------------------------------
     async def _ask(self, i: int) -> Optional[dict]:
