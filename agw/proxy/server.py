@@ -52,6 +52,14 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _Refused(Exception):
+    """A request head llhttp accepts but a proxy must not forward (ambiguous framing or Host)."""
+
+    def __init__(self, error: H.ErrorResponse) -> None:
+        super().__init__(error.code)
+        self.error = error
+
+
 @cython.cclass
 class ServerContext:
     """What every connection of one bind shares: routes, limits, timeouts, hooks, live connections."""
@@ -195,8 +203,11 @@ class ClientProtocol:
             self.fail(H.HEADERS_TOO_LARGE)
             return
         except httptools.HttpParserError as e:
-            if isinstance(e.__context__, _HeadTooLarge) or isinstance(e.__cause__, _HeadTooLarge):
+            cause = e.__context__ or e.__cause__
+            if isinstance(cause, _HeadTooLarge):
                 self.fail(H.HEADERS_TOO_LARGE)
+            elif isinstance(cause, _Refused):
+                self.fail(cause.error)
             else:
                 self.fail(H.BAD_REQUEST)
             return
@@ -274,13 +285,23 @@ class ClientProtocol:
         prev = hdict.get(lname)
         if prev is None:
             hdict[lname] = value
+        elif lname == b"host":
+            raise _Refused(H.BAD_REQUEST)   # RFC 9112 3.2: more than one Host line is a 400
         else:
             hdict[lname] = prev + (b"; " if lname == b"cookie" else b", ") + value
 
     def on_headers_complete(self) -> None:
+        p = self.parser
+        te = self.hdict.get(b"transfer-encoding")
+        if te is not None:
+            # llhttp lets "gzip, chunked" and HTTP/1.0 chunked through; agw re-frames bodies as plain chunked,
+            # so anything else would reach the backend with a framing the client did not mean (RFC 9112 6.1).
+            if p.get_http_version() == "1.0":
+                raise _Refused(H.BAD_REQUEST)
+            if te.strip().lower() != b"chunked":
+                raise _Refused(H.NOT_IMPLEMENTED)
         self.headers_done = True
         self.requests += 1
-        p = self.parser
         ex = Exchange(self, p.get_method(), self.url, self.headers, self.lines, self.hdict,
                       p.should_keep_alive(), p.get_http_version() == "1.0")
         self.parsing = ex
