@@ -219,9 +219,18 @@ class ClientProtocol:
 
     def fail(self, error: H.ErrorResponse) -> None:
         """A request could not be parsed: answer once the requests before it are answered, then close."""
+        broken = self.parsing
         self.parsing = None
         self.headers_done = True
         self.pause_reading_for(PAUSE_PIPELINE)
+        if broken is not None:
+            # Its body's framing is invalid (a bad chunk): the request is abandoned, its upstream request
+            # cut before it completes, and the client answered (or cut, if the response had begun).
+            if broken is self.active and not broken.done:
+                broken.abandon(error)
+                return
+            if broken in self.queue:
+                self.queue.remove(broken)
         if self.active is None:
             self._write_and_close(error.close)
         else:
@@ -736,6 +745,20 @@ class Exchange:
         if conn is not None:
             conn.exchange = None
             conn.abort()
+
+    def abandon(self, error: H.ErrorResponse) -> None:
+        """The client's request turned out malformed after it was started: never let the upstream see it
+        complete; answer `error` and close, or cut the client if the response already began."""
+        self.keep_alive = False
+        conn = self.conn
+        if self.response_started:
+            self.conn = None
+            if conn is not None:
+                conn.exchange = None
+                conn.abort()
+            self.abort_client()
+        else:
+            self.respond_error(error)   # aborts the upstream connection; request_done is False: closes
 
     def abort_client(self) -> None:
         self.done = True
