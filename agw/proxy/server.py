@@ -283,7 +283,10 @@ class ClientProtocol:
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value) + 4
         ctx = self.ctx
-        if self.head_bytes > ctx.max_header_bytes or len(self.hdict) >= ctx.max_headers:
+        # Header lines, not distinct names: 2000 repeats of one name are 2000 headers (4 list items per
+        # line collected ready to join, one tuple per line agw may rewrite).
+        if self.head_bytes > ctx.max_header_bytes or \
+                len(self.lines) + 4 * len(self.headers) >= 4 * ctx.max_headers:
             raise _HeadTooLarge()
         lname = name.lower()
         if lname in ctx.special_headers or lname[:6] == b"proxy-":

@@ -282,10 +282,17 @@ def test_header_block_over_the_limit_is_431(proxy, recorder):
         conn.send(b"GET /too-many-headers HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n")
         assert_refused_and_closed(conn, 431)
+    with RawConnection(proxy.port) as conn:   # one header name repeated: every line counts (16 KiB in all)
+        conn.send(b"GET /repeated-header HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: b\r\n" * 2000 + b"\r\n")
+        assert_refused_and_closed(conn, 431)
+    with RawConnection(proxy.port) as conn:   # 99 lines (under the default maxHeaders of 100) pass
+        resp = conn.request("GET", "/ninety-nine-headers", [("X-A", "b")] * 98)
+        assert resp.status == 200
     with RawConnection(proxy.port) as conn:   # a request line over the limit
         conn.send(b"GET /" + b"p" * 70000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert_refused_and_closed(conn, 431)
     assert not recorder.saw("/huge-header") and not recorder.saw("/too-many-headers")
+    assert not recorder.saw("/repeated-header")
     assert get(proxy.port, "/after-431").status == 200
 
 
