@@ -1,0 +1,346 @@
+"""Operations end to end (issue 6): metrics after known traffic (one worker and two), the JSON access log,
+graceful drain on SIGTERM, reload on SIGHUP and --watch, and /readyz transitions.
+
+agw runs as a subprocess (the `agw_proxy` fixture) in front of tests/e2e/backend_app.py, also a process.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.ports import free_port, port_is_open, wait_for_port
+from tests.support.rawhttp import RawConnection
+
+HERE = os.path.dirname(__file__)
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "backend_app.py"), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port("127.0.0.1", port, alive=lambda: proc.poll() is None)
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+def config(backend_port: int, *, port: int | None = None, extra_routes: tuple[dict, ...] = (),
+           dead_port: int | None = None) -> dict:
+    """Host app.test -> the backend (route "app"); dead.test -> a closed port (route "dead"); other hosts
+    -> no route (404)."""
+    routes = [dict(r) for r in extra_routes] + [
+        {"name": "app", "hostnames": ["app.test"], "backends": [{"host": f"127.0.0.1:{backend_port}"}]},
+        {"name": "dead", "hostnames": ["dead.test"], "backends": [{"host": f"127.0.0.1:{dead_port or free_port()}"}]},
+    ]
+    return {"binds": [{"port": port or free_port(), "address": "127.0.0.1",
+                       "listeners": [{"name": "main", "routes": routes}]}]}
+
+
+def route_to(name: str, prefix: str, backend_port: int) -> dict:
+    return {"name": name, "hostnames": ["app.test"], "matches": [{"path": {"pathPrefix": prefix}}],
+            "backends": [{"host": f"127.0.0.1:{backend_port}"}]}
+
+
+def get(proxy, target: str, host: str = "app.test", headers=None):
+    """One request on a fresh connection."""
+    with RawConnection(proxy.port) as conn:
+        return conn.request("GET", target, headers, host=host)
+
+
+def scrape(proxy) -> dict[tuple[str, frozenset], float]:
+    """/metrics parsed: {(sample name, frozenset(labels)): value}."""
+    status, text = proxy.admin_get("/metrics")
+    assert status == 200
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def total(samples: dict, name: str, **labels: str) -> float:
+    """Sum of `name` over every label set that includes `labels`."""
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
+
+
+# --- metrics -----------------------------------------------------------------------------------------------
+
+def test_metrics_count_known_traffic_exactly(agw_proxy, backend):
+    proxy = agw_proxy(config(backend), extra_args=("--access-log", "off"), wait_readyz=True)
+    for _ in range(5):
+        assert get(proxy, "/headers").status == 200
+    for _ in range(3):
+        assert get(proxy, "/status/503").status == 503
+    for _ in range(2):
+        assert get(proxy, "/x", host="nowhere.test").status == 404
+    for _ in range(4):
+        assert get(proxy, "/x", host="dead.test").status == 502
+
+    samples = scrape(proxy)
+    assert value(samples, "agw_requests_total", route="app", status="200") == 5
+    assert value(samples, "agw_requests_total", route="app", status="503") == 3
+    assert value(samples, "agw_requests_total", route="", status="404") == 2
+    assert value(samples, "agw_requests_total", route="dead", status="502") == 4
+    assert total(samples, "agw_requests_total") == 14
+    # The duration histogram saw the same requests; its buckets are cumulative and end with +Inf.
+    assert value(samples, "agw_request_duration_seconds_count", route="app") == 8
+    assert value(samples, "agw_request_duration_seconds_bucket", route="app", le="+Inf") == 8
+    assert value(samples, "agw_request_duration_seconds_count", route="dead") == 4
+    assert total(samples, "agw_request_duration_seconds_count") == 14
+    assert value(samples, "agw_request_duration_seconds_sum", route="app") > 0
+    # Upstream pool: one keep-alive connection served the eight sequential requests and sits idle now;
+    # every request to the closed port was a connect error.
+    app_backend, dead_backend = f"127.0.0.1:{backend}", proxy_dead_backend(proxy)
+    assert value(samples, "agw_upstream_connections", backend=app_backend, state="open") == 1
+    assert value(samples, "agw_upstream_connections", backend=app_backend, state="idle") == 1
+    assert value(samples, "agw_upstream_connect_errors_total", backend=app_backend) == 0
+    assert value(samples, "agw_upstream_connect_errors_total", backend=dead_backend) == 4
+    assert value(samples, "agw_upstream_connections", backend=dead_backend, state="open") == 0
+
+    # Scraping is not traffic: a second scrape after one more request moves the counters by exactly one.
+    assert get(proxy, "/headers").status == 200
+    again = scrape(proxy)
+    assert value(again, "agw_requests_total", route="app", status="200") == 6
+    assert total(again, "agw_requests_total") == 15
+
+
+def proxy_dead_backend(proxy) -> str:
+    """The dead.test backend address, read back from the config the proxy was started with."""
+    import yaml
+
+    doc = yaml.safe_load(proxy.config_paths[0].read_text())
+    routes = doc["binds"][0]["listeners"][0]["routes"]
+    return next(r for r in routes if r["name"] == "dead")["backends"][0]["host"]
+
+
+def test_metrics_cover_every_worker(agw_proxy, backend):
+    """With --workers 2 each fresh connection lands on either worker; the admin listener sums them."""
+    proxy = agw_proxy(config(backend), extra_args=("--workers", "2", "--access-log", "off"), wait_readyz=True)
+    requests = 40
+    for _ in range(requests):
+        assert get(proxy, "/headers").status == 200
+    samples = scrape(proxy)
+    assert value(samples, "agw_requests_total", route="app", status="200") == requests
+    assert total(samples, "agw_requests_total") == requests
+    assert value(samples, "agw_request_duration_seconds_count", route="app") == requests
+    # Each worker has its own pool: between one and two upstream connections in all, all idle.
+    open_conns = value(samples, "agw_upstream_connections", backend=f"127.0.0.1:{backend}", state="open")
+    assert 1 <= open_conns <= 2
+    workers = subprocess.run(["pgrep", "-P", str(proxy.proc.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+
+
+# --- access log --------------------------------------------------------------------------------------------
+
+def read_json_lines(path, count: int, timeout: float = 5.0) -> list[dict]:
+    """Wait until `path` holds at least `count` lines (the log is flushed by a 250 ms ticker)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines]
+        time.sleep(0.05)
+
+
+def test_access_log_one_json_line_per_request_without_secrets(agw_proxy, backend, tmp_path):
+    log_path = tmp_path / "access.jsonl"
+    proxy = agw_proxy(config(backend), extra_args=("--access-log", str(log_path)), wait_readyz=True)
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzZWNyZXQtdXNlciJ9.c2VjcmV0LXNpZ25hdHVyZQ"
+    secret_headers = {"Authorization": f"Bearer {token}", "Cookie": "session=cookie-secret-value"}
+    sent = [
+        ("/headers?access_token=query-secret-value", "app.test", 200),
+        ("/status/503?x=1", "app.test", 503),
+        ("/nothing-here", "nowhere.test", 404),
+        ("/down", "dead.test", 502),
+    ]
+    for target, host, status in sent:
+        assert get(proxy, target, host=host, headers=secret_headers).status == status
+    with RawConnection(proxy.port) as conn:   # keep-alive: two requests, two lines
+        for _ in range(2):
+            assert conn.request("POST", "/sha256", secret_headers, b"x" * 1000, host="app.test").status == 200
+
+    entries = read_json_lines(log_path, 6)
+    assert len(entries) == 6, entries
+    for entry in entries:
+        assert {"time", "method", "path", "status", "duration_ms", "bytes", "route", "client"} <= set(entry)
+        assert entry["client"] == "127.0.0.1" and entry["duration_ms"] >= 0 and entry["time"] > 0
+    assert [(e["method"], e["path"], e["status"], e["route"]) for e in entries] == [
+        ("GET", "/headers", 200, "app"),
+        ("GET", "/status/503", 503, "app"),
+        ("GET", "/nothing-here", 404, None),
+        ("GET", "/down", 502, "dead"),
+        ("POST", "/sha256", 200, "app"),
+        ("POST", "/sha256", 200, "app"),
+    ]
+    assert entries[0]["bytes"] > 0 and entries[2]["bytes"] == len(b"route not found\n")
+    text = log_path.read_text()
+    for secret in (token, token.split(".")[1], token.split(".")[2], "query-secret-value", "access_token",
+                   "cookie-secret-value", "Bearer"):
+        assert secret not in text
+    assert secret_headers["Authorization"] not in proxy.output()
+
+
+# --- SIGTERM: drain ----------------------------------------------------------------------------------------
+
+def wait_refused(port: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while port_is_open("127.0.0.1", port, timeout=0.2):
+        assert time.monotonic() < deadline, "new connections still accepted after SIGTERM"
+        time.sleep(0.02)
+
+
+def test_sigterm_lets_a_slow_request_finish_refuses_new_ones_and_exits_0(agw_proxy, backend):
+    proxy = agw_proxy(config(backend), extra_args=("--access-log", "off", "--drain-timeout", "10"),
+                      wait_readyz=True)
+    assert proxy.admin_get("/readyz") == (200, "ready\n")
+    with RawConnection(proxy.port) as slow:
+        slow.send(b"GET /slow?delay=2 HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        time.sleep(0.3)   # the request is at the backend now
+        proxy.send_signal(signal.SIGTERM)
+        wait_refused(proxy.port)
+        status, body = proxy.admin_get("/readyz")   # draining: not ready, while the request is in flight
+        assert (status, body) == (503, "not ready\n")
+        resp = slow.read_response()
+        assert resp.status == 200 and resp.body == b"slow\n"
+        assert resp.header("connection") == "close"
+    assert proxy.wait(10) == 0
+
+
+def test_sigterm_while_streaming_a_large_response(agw_proxy, backend):
+    """The client reads a 16 MiB response slowly across the SIGTERM; it arrives whole, then agw exits 0."""
+    from tests.e2e.backend_app import pattern
+
+    size = 16 * 1024 * 1024
+    proxy = agw_proxy(config(backend), extra_args=("--access-log", "off"), wait_readyz=True)
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    try:
+        sock.sendall(b"GET /stream?size=%d HTTP/1.1\r\nHost: app.test\r\n\r\n" % size)
+        data = sock.recv(65536)
+        time.sleep(0.3)       # the rest waits in buffers: the response is in flight
+        proxy.send_signal(signal.SIGTERM)
+        wait_refused(proxy.port)
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")   # its head went out before SIGTERM; the close came after the body
+    assert len(body) == size and hashlib.sha256(body).digest() == hashlib.sha256(pattern(size)).digest()
+    assert proxy.wait(10) == 0
+
+
+def test_readyz_and_healthz(agw_proxy, backend):
+    proxy = agw_proxy(config(backend), extra_args=("--access-log", "off"), wait_readyz=True)
+    assert proxy.admin_get("/readyz") == (200, "ready\n")
+    assert proxy.admin_get("/healthz") == (200, "ok\n")
+    assert proxy.admin_get("/nope")[0] == 404
+
+
+# --- reload ------------------------------------------------------------------------------------------------
+
+def log_lines(output: str) -> list[dict]:
+    out = []
+    for line in output.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            out.append(entry)
+    return out
+
+
+def wait_for_log(proxy, predicate, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        for entry in log_lines(proxy.output()):
+            if predicate(entry):
+                return entry
+        assert time.monotonic() < deadline, f"no such log line in:\n{proxy.output()}"
+        time.sleep(0.05)
+
+
+def count_logs(proxy, event: str) -> int:
+    return sum(1 for e in log_lines(proxy.output()) if e.get("event") == event)
+
+
+def test_sighup_good_config_adds_a_route_and_keeps_connections(agw_proxy, backend):
+    port = free_port()
+    proxy = agw_proxy(config(backend, port=port, extra_routes=(route_to("old", "/old", backend),)),
+                      extra_args=("--access-log", "off"), wait_readyz=True)
+    with RawConnection(proxy.port) as kept:
+        assert kept.request("GET", "/old/headers", host="app.test").status == 200
+        assert get(proxy, "/new/headers", host="nowhere.test").status == 404
+        proxy.write_config(config(backend, port=port, extra_routes=(
+            route_to("old", "/old", backend),
+            {"name": "new", "hostnames": ["new.test"], "backends": [{"host": f"127.0.0.1:{backend}"}]})))
+        proxy.send_signal(signal.SIGHUP)
+        wait_for_log(proxy, lambda e: e.get("event") == "reloaded")
+        assert get(proxy, "/new/headers", host="new.test").status == 200
+        # The connection opened before the reload is still served, on the new routes too.
+        assert kept.request("GET", "/old/headers", host="app.test").status == 200
+        assert kept.request("GET", "/headers", host="new.test").status == 200
+    samples = scrape(proxy)
+    assert value(samples, "agw_requests_total", route="new", status="200") == 2
+    assert proxy.running
+
+
+def test_sighup_bad_config_is_refused_and_the_old_one_keeps_serving(agw_proxy, backend):
+    port = free_port()
+    good = config(backend, port=port)
+    proxy = agw_proxy(good, extra_args=("--access-log", "off"), wait_readyz=True)
+    with RawConnection(proxy.port) as kept:
+        assert kept.request("GET", "/headers", host="app.test").status == 200
+        bad = config(backend, port=port, extra_routes=(
+            {"name": "broken", "hostnames": ["new.test"], "backends": [{"host": "no-port-here"}]},))
+        proxy.write_config(bad)
+        proxy.send_signal(signal.SIGHUP)
+        refused = wait_for_log(proxy, lambda e: e.get("event") == "reload_refused")
+        assert refused["level"] == "error"
+        assert "reload refused" in refused["msg"]
+        assert "expected host:port, got 'no-port-here'" in refused["msg"]
+        assert kept.request("GET", "/headers", host="app.test").status == 200
+        assert get(proxy, "/headers", host="new.test").status == 404     # the bad config's route is not there
+    assert count_logs(proxy, "reloaded") == 0
+    assert proxy.admin_get("/readyz")[0] == 200
+    # A good config afterwards is taken.
+    proxy.write_config(config(backend, port=port, extra_routes=(
+        {"name": "fixed", "hostnames": ["new.test"], "backends": [{"host": f"127.0.0.1:{backend}"}]},)))
+    proxy.send_signal(signal.SIGHUP)
+    wait_for_log(proxy, lambda e: e.get("event") == "reloaded")
+    assert get(proxy, "/headers", host="new.test").status == 200
+
+
+def test_watch_picks_up_a_changed_file(agw_proxy, backend):
+    port = free_port()
+    proxy = agw_proxy(config(backend, port=port), extra_args=("--access-log", "off", "--watch"), wait_readyz=True)
+    assert get(proxy, "/headers", host="watched.test").status == 404
+    time.sleep(0.05)
+    proxy.write_config(config(backend, port=port, extra_routes=(
+        {"name": "watched", "hostnames": ["watched.test"], "backends": [{"host": f"127.0.0.1:{backend}"}]},)))
+    deadline = time.monotonic() + 10
+    while get(proxy, "/headers", host="watched.test").status != 200:
+        assert time.monotonic() < deadline, f"--watch never reloaded\n{proxy.output()}"
+        time.sleep(0.1)
+    assert count_logs(proxy, "reloaded") == 1
