@@ -304,18 +304,28 @@ class ClientProtocol:
 
     def on_headers_complete(self) -> None:
         p = self.parser
-        te = self.hdict.get(b"transfer-encoding")
+        hdict = self.hdict
+        version = p.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise _Refused(H.VERSION_NOT_SUPPORTED)   # e.g. "GET / HTTP/2.0": not HTTP/1.x framing
+        te = hdict.get(b"transfer-encoding")
         if te is not None:
             # llhttp lets "gzip, chunked" and HTTP/1.0 chunked through; agw re-frames bodies as plain chunked,
             # so anything else would reach the backend with a framing the client did not mean (RFC 9112 6.1).
-            if p.get_http_version() == "1.0":
+            if version == "1.0":
                 raise _Refused(H.BAD_REQUEST)
             if te.strip().lower() != b"chunked":
                 raise _Refused(H.NOT_IMPLEMENTED)
+        if b"upgrade" in hdict and p.should_upgrade() and \
+                (te is not None or hdict.get(b"content-length", b"0") != b"0"):
+            # llhttp leaves an upgrade request's body to the new protocol and never parses it; agw does not
+            # switch protocols, so the backend would get a head promising a body that never comes (the
+            # h2c-upgrade smuggling shape). Refuse it rather than hang.
+            raise _Refused(H.BAD_REQUEST)
         self.headers_done = True
         self.requests += 1
-        ex = Exchange(self, p.get_method(), self.url, self.headers, self.lines, self.hdict,
-                      p.should_keep_alive(), p.get_http_version() == "1.0")
+        ex = Exchange(self, p.get_method(), self.url, self.headers, self.lines, hdict,
+                      p.should_keep_alive(), version == "1.0")
         self.parsing = ex
         if self.active is None:
             self._disarm()
