@@ -194,10 +194,15 @@ SMUGGLING_VECTORS = {
     "transfer-encoding-http10": b"POST /v-te-http10 HTTP/1.0\r\nHost: 127.0.0.1\r\n"
                                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     "two-hosts": b"GET /v-two-hosts HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: app.test\r\n\r\n",
+    "upgrade-with-body": b"POST /v-upgrade-body HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                         b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nContent-Length: 3\r\n\r\nabc",
+    "http-2.0-request-line": b"GET /v-http20 HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
     "nul-in-header": b"GET /v-nul HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x00b\r\n\r\n",
 }
 
-NOT_IMPLEMENTED_CODINGS = {"unknown-transfer-coding", "transfer-encoding-xchunked"}
+# Answers other than 400: a transfer coding agw does not implement is 501 (RFC 9112 6.1, as nginx answers),
+# an HTTP version other than 1.x is 505.
+EXPECTED_STATUS = {"unknown-transfer-coding": 501, "transfer-encoding-xchunked": 501, "http-2.0-request-line": 505}
 
 # Bodies whose chunk framing is invalid: the head is already on its way upstream (bodies stream), so what
 # must hold is that the backend never receives a complete request and the client gets 400 + close.
@@ -217,8 +222,7 @@ def test_smuggling_vector_is_refused_and_never_forwarded(proxy, recorder, name):
     target = vector.split(b" ", 2)[1].decode()
     with RawConnection(proxy.port) as conn:
         conn.send(vector + SMUGGLED)
-        # A transfer coding agw does not implement is 501 (RFC 9112 6.1, as nginx answers); the rest 400.
-        assert_refused_and_closed(conn, 501 if name in NOT_IMPLEMENTED_CODINGS else 400)
+        assert_refused_and_closed(conn, EXPECTED_STATUS.get(name, 400))
     assert get(proxy.port, "/after-" + name).status == 200      # the proxy keeps serving
     assert recorder.saw("/after-" + name)
     assert not recorder.saw(target), f"{name}: the hostile request reached the backend"
@@ -253,6 +257,17 @@ def test_pipelined_request_with_bad_body_after_a_good_one(proxy, recorder):
     assert [r.status for r in parse_responses(data)] == [200, 400]
     assert "/pipe-good" in recorder.requests
     assert "/pipe-bad" not in recorder.requests and not recorder.saw("/smuggled")
+
+
+def test_upgrade_is_not_switched_and_bytes_after_it_are_never_parsed(proxy, recorder):
+    """agw strips Upgrade (hop-by-hop) and answers the request as plain HTTP/1.1, then closes: whatever the
+    client sent after it (meant for the new protocol) is never read as a request."""
+    with RawConnection(proxy.port) as conn:
+        conn.send(b"GET /upgrade-me HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                  + SMUGGLED)
+        data = conn.read_until_closed(timeout=5)
+    assert [r.status for r in parse_responses(data)] == [200]
+    assert "/upgrade-me" in recorder.requests and not recorder.saw("/smuggled")
 
 
 def test_valid_chunked_request_still_works(proxy, recorder):
