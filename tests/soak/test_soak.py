@@ -1,6 +1,7 @@
 """Soak: agw under a steady load of valid, invalid and missing tokens for `--soak-duration` seconds (15 in CI).
 
-An asyncio client keeps 20 keep-alive connections busy at a fixed pace. Every answer must be the expected
+An asyncio client keeps 20 keep-alive connections busy at a fixed pace: half the requests carry one of 200
+valid tokens, a tenth a valid token never seen before, the rest a hostile-corpus token or none. Every answer must be the expected
 one (200 for valid tokens; 401 with the case's reason for hostile ones and for no token); RSS of the agw
 process at the end must be within 10% of its RSS after warm-up (sampled at 20% of the duration).
 """
@@ -27,6 +28,7 @@ CONNECTIONS = 20
 RATE_PER_CONNECTION = 25.0      # requests per second on each connection: ~500/s in total
 WARMUP_FRACTION = 0.2
 RSS_TOLERANCE = 0.10
+CACHE_ENTRIES = 150
 BACKEND_APP = Path(__file__).resolve().parents[1] / "e2e" / "backend_app.py"
 
 
@@ -44,11 +46,17 @@ class Mix:
     valid: list[bytes]
     hostile: list[corpus.Case]
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    fresh: int = 0
 
     def pick(self) -> tuple[str, bytes, int, bytes | None]:
         roll = self.rng.random()
-        if roll < 0.6:
+        if roll < 0.5:
             return "valid", b"Authorization: Bearer " + self.rng.choice(self.valid) + b"\r\n", 200, None
+        if roll < 0.6:  # never seen before: full verification, and the token cache keeps evicting
+            self.fresh += 1
+            token = corpus.make("ES256", ec_key("main", "P-256"), kid="p256",
+                                payload=corpus.claims(sub=f"fresh{self.fresh}"))
+            return "valid", b"Authorization: Bearer " + token + b"\r\n", 200, None
         if roll < 0.9:
             case = self.rng.choice(self.hostile)
             lines = b"".join(n.encode() + b": " + v + b"\r\n" for n, v in case.headers)
@@ -129,8 +137,10 @@ def soak_backend(tmp_path):
 
 
 def test_soak_steady_mixed_load(agw_proxy, soak_backend, soak_duration, record_property):
+    # A small token cache, so it is full (and evicting) long before the warm-up sample.
+    policy = {**corpus.policy(), "cache": {"maxEntries": CACHE_ENTRIES}}
     config = {"binds": [{"port": free_port(), "address": "127.0.0.1", "listeners": [{"name": "main", "routes": [
-        {"name": "soak", "backends": [{"host": soak_backend}], "policies": {"jwtAuth": corpus.policy()}}]}]}]}
+        {"name": "soak", "backends": [{"host": soak_backend}], "policies": {"jwtAuth": policy}}]}]}]}
     proxy = agw_proxy(config, wait_readyz=True)
     pid = proxy.proc.pid
     mix = build_mix()
