@@ -195,8 +195,11 @@ class Worker:
         key = (bind.address, bind.port)
         sock = self.sockets.get(key) or make_listen_socket(bind.address, bind.port, self.reuse_port)
         self.sockets[key] = sock
+        # A TLS handshake that never completes holds a socket like a slow request head does: same bound
+        # (asyncio's default is 60 s, and the connection is not yet counted against maxConnections).
+        handshake_timeout = ctx.request_header_timeout if ssl_ctx is not None else None
         self.servers[key] = await loop.create_server(lambda: ClientProtocol(ctx), sock=sock, ssl=ssl_ctx,
-                                                     backlog=4096)
+                                                     ssl_handshake_timeout=handshake_timeout, backlog=4096)
         self.contexts[key] = ctx
         log.info("listening on %s:%d%s", bind.address, bind.port, " (TLS)" if ssl_ctx else "")
 
