@@ -38,15 +38,21 @@ def ca() -> "trustme.CA":
     return trustme.CA()
 
 
-@pytest.fixture
-def tls_proxy(agw_proxy, backend, ca, tmp_path):
-    """agw with one TLS bind (cert for 127.0.0.1 and localhost, files in tmp_path) and one plain bind."""
+def write_cert(ca: "trustme.CA", directory) -> tuple[str, str]:
+    """A server cert for 127.0.0.1 and localhost: (cert chain file, key file)."""
     cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_path, key_path = tmp_path / "server.pem", tmp_path / "server.key"
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
     cert.private_key_pem.write_to_path(str(key_path))
     with open(cert_path, "wb") as out:          # leaf first, then the chain
         for blob in cert.cert_chain_pems:
             out.write(blob.bytes())
+    return str(cert_path), str(key_path)
+
+
+@pytest.fixture
+def tls_proxy(agw_proxy, backend, ca, tmp_path):
+    """agw with one TLS bind (cert for 127.0.0.1 and localhost, files in tmp_path) and one plain bind."""
+    cert_path, key_path = write_cert(ca, tmp_path)
     routes = [{"name": "app", "backends": [{"host": f"127.0.0.1:{backend}"}]}]
     config = {"binds": [
         {"port": free_port(), "address": "127.0.0.1", "tls": {"cert": str(cert_path), "key": str(key_path)},
@@ -154,3 +160,26 @@ def test_untrusted_or_plaintext_clients_fail_without_harming_the_listener(tls_pr
     finally:
         conn.close()
     assert tls_proxy.running
+
+
+def test_stalled_tls_handshake_is_closed_after_the_header_timeout(agw_proxy, backend, ca, tmp_path):
+    """A client that opens a TLS connection and never finishes the handshake is a slowloris too: it is cut
+    after config.requestHeaderTimeout, not after asyncio's default 60 s handshake timeout."""
+    cert_path, key_path = write_cert(ca, tmp_path)
+    proxy = agw_proxy({"config": {"requestHeaderTimeout": "1s"}, "binds": [
+        {"port": free_port(), "address": "127.0.0.1", "tls": {"cert": cert_path, "key": key_path},
+         "listeners": [{"routes": [{"backends": [{"host": f"127.0.0.1:{backend}"}]}]}]}]},
+        extra_args=("--access-log", "off"), wait_readyz=True)
+    for first_bytes in (b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):   # nothing; half a ClientHello
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as raw:
+            raw.sendall(first_bytes)
+            try:
+                assert raw.recv(4096) == b""   # closed well before this socket's own 10 s timeout
+            except ConnectionResetError:
+                pass
+    conn = https(proxy, ca)
+    try:
+        conn.request("GET", "/headers")
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
