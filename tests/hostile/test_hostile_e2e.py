@@ -101,13 +101,7 @@ def test_every_hostile_token_is_refused_with_its_reason_and_valid_tokens_keep_pa
     assert "Traceback" not in hostile_proxy.output()
 
 
-# Reported to the proxy's owner; strict xfail, so the fix shows up as an XPASS to remove from here.
-KNOWN_PROXY_BUGS = {
-    "2000 repeated 'x-a: b' lines": "max_headers counts distinct header names (len(hdict)), not header lines: "
-                                    "2000 repeats of one name (16 KB) pass as one joined header",
-}
-HTTP_CASES = [pytest.param(c, id=c.name, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_PROXY_BUGS[c.name])]
-                           if c.name in KNOWN_PROXY_BUGS else []) for c in corpus.http_cases()]
+HTTP_CASES = [pytest.param(c, id=c.name) for c in corpus.http_cases()]
 
 
 @pytest.mark.parametrize("case", HTTP_CASES)
