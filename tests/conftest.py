@@ -22,6 +22,12 @@ from tests.support.idp import IdpUnavailable, MockIdp
 from tests.support.proxy import AgwProxy, ConfigSource, start_agw_proxy
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Registered here (the root conftest) so that `pytest tests --soak-duration N` works from anywhere.
+    parser.addoption("--soak-duration", type=float, default=15.0, metavar="SECONDS",
+                     help="how long the soak test (tests/soak) keeps its load on agw (default 15)")
+
+
 @pytest.fixture(scope="session")
 def agw_logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("process-logs")

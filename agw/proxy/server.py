@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import httptools
 
 from ..config.durations import parse_duration
+from ..jwt import AuthResult
 from ..config.model import Settings
 from . import http as H
 from .routing import RouteRuntime, Router
@@ -441,22 +442,24 @@ class Exchange:
                 self.respond_error(H.BAD_REQUEST)   # RFC 9112 3.2: Host is required in HTTP/1.1
                 return
             host = b""
-        host = host.lower()
-        if host.startswith(b"["):
-            host = host.split(b"]", 1)[0] + b"]"
-        else:
-            host = host.split(b":", 1)[0]
-        path = target.split(b"?", 1)[0]
-        route = proto.ctx.router.match(host, self.method, path, self.hdict)
+        router = proto.ctx.router
+        route = router.only       # one unconditional route: nothing to match
         if route is None:
-            self.reason = "no_route"
-            self.respond_error(H.NOT_FOUND)
-            return
+            host = host.lower()
+            if host.startswith(b"["):
+                host = host.split(b"]", 1)[0] + b"]"
+            else:
+                host = host.split(b":", 1)[0]
+            route = router.match(host, self.method, target.split(b"?", 1)[0], self.hdict)
+            if route is None:
+                self.reason = "no_route"
+                self.respond_error(H.NOT_FOUND)
+                return
         self.route = route
         jwt = route.jwt
         if jwt is not None:
             result = jwt.authenticate(self.hdict, target)
-            if getattr(result, "__await__", None) is not None:
+            if type(result) is not AuthResult:
                 # A JWKS fetch must be awaited: hold the request (and its body) meanwhile.
                 proto.pause_reading_for(PAUSE_BUFFER)
                 task = asyncio.ensure_future(result)
