@@ -378,7 +378,9 @@ class Bench:
             seen.append(f"{name} {status}")
             if status != want:
                 return f"{name} token answered {status}, not {want}"
-        self.checks.append(f"{system.label} [{scenario.label}]: " + ", ".join(seen))
+        line = f"{system.label} [{scenario.label}]: " + ", ".join(seen)
+        if line not in self.checks:
+            self.checks.append(line)
         return None
 
     # load -------------------------------------------------------------------------------------------------
@@ -650,6 +652,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=DEFAULT_SCENARIOS,
                         metavar="SCENARIO", help=f"any of {', '.join(SCENARIOS)} (default: "
                                                  f"{' '.join(DEFAULT_SCENARIOS)})")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over every case; the table shows the "
+                                                               "median round by req/s (1)")
     parser.add_argument("--quick", action="store_true", help="2 s per case, 1 s warm-up: checks the harness")
     parser.add_argument("--tokens", type=int, default=None,
                         help="distinct tokens for the new-token scenarios (default: max(200000, 40000 x duration))")
@@ -673,25 +677,35 @@ def run(args: argparse.Namespace) -> int:
         return 2
     systems = [] if args.memory_only else [SYSTEMS[k] for k in args.systems]
     scenarios = [SCENARIOS[k] for k in args.scenarios]
-    cases = [(sy, sc) for sy in systems for sc in scenarios if sy.jwt or sc.alg is None]
+    # Scenario-major: the systems compared in one scenario are measured minutes apart at most, so a change in
+    # background load on a shared machine shifts them together; the table is printed system by system.
+    cases = [(sy, sc) for sc in scenarios for sy in systems if sy.jwt or sc.alg is None]
     workdir = tempfile.mkdtemp(prefix="agw-bench-")
     bench = Bench(args, workdir, log=lambda m: print(m, flush=True))
-    results: list[Result] = []
+    runs: dict[tuple[str, str], list[Result]] = {}
     memory_lines: list[str] = []
     started = datetime.datetime.now().astimezone()
+    load_before = os.getloadavg()
+    if load_before[0] > 0.7:
+        print(f"note: load average {load_before[0]:.2f} before the run: other work shares these cores, "
+              f"figures will be low and noisy (ratios suffer less)", flush=True)
     try:
         bench.prepare([sc for _, sc in cases])
         bench.start_upstream()
         print(f"upstream nginx on :{bench.upstream_port} (core {LOADGEN_CORE}); wrk -t1 -c{CONNECTIONS} "
               f"-d{args.duration:g}s --latency (core {LOADGEN_CORE}); systems on core {SUT_CORE}; "
-              f"{len(cases)} cases, about {len(cases) * (args.duration + args.warmup + 1.5) / 60:.1f} min",
-              flush=True)
-        for system, scenario in cases:
-            result = bench.measure(system, scenario)
-            results.append(result)
-            figures = (f"{fmt_rps(result.rps)} req/s, p50 {fmt_ms(result.p50_ms)}, p99 {fmt_ms(result.p99_ms)}"
-                       if result.rps else "")
-            print(f"  {system.label_for(scenario):30} {scenario.label:32} {figures} {result.note}".rstrip(), flush=True)
+              f"{len(cases)} cases x {args.repeat}, about "
+              f"{args.repeat * len(cases) * (args.duration + args.warmup + 1.5) / 60:.1f} min", flush=True)
+        for round_no in range(1, args.repeat + 1):
+            if args.repeat > 1:
+                print(f"round {round_no}/{args.repeat}", flush=True)
+            for system, scenario in cases:
+                result = bench.measure(system, scenario)
+                runs.setdefault((system.key, scenario.key), []).append(result)
+                figures = (f"{fmt_rps(result.rps)} req/s, p50 {fmt_ms(result.p50_ms)}, "
+                           f"p99 {fmt_ms(result.p99_ms)}" if result.rps else "")
+                print(f"  {system.label_for(scenario):30} {scenario.label:32} {figures} {result.note}".rstrip(),
+                      flush=True)
         if args.memory or args.memory_only:
             try:
                 memory_lines = measure_memory(bench)
@@ -707,6 +721,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    load_after = os.getloadavg()
+    results = [median_result(runs[(sy.key, sc.key)]) for sy in systems for sc in scenarios
+               if (sy.key, sc.key) in runs]
     rows = table_rows(results)
     goal_lines = targets(results, bench.memory)
     print()
@@ -721,18 +738,24 @@ def run(args: argparse.Namespace) -> int:
     for line in memory_lines + goal_lines:
         print(line)
     if args.out:
-        write_markdown(args, started, rows, bench.checks, memory_lines, goal_lines)
+        write_markdown(args, started, rows, bench, memory_lines, goal_lines, (load_before, load_after))
         print(f"\nwritten to {args.out}")
     return 0
 
 
-def write_markdown(args, started, rows, checks, memory_lines, goal_lines) -> None:
+def write_markdown(args: argparse.Namespace, started: datetime.datetime, rows: list[list[str]], bench: Bench,
+                   memory_lines: list[str], goal_lines: list[str], loads: tuple) -> None:
+    checks = bench.checks
+    pools = ", ".join(f"{alg} {count_lines(path)}" for alg, path in sorted(bench.material.pools.items())) \
+        if bench.material and bench.material.pools else "none"
+    repeat = f"; median of {args.repeat} rounds by req/s" if args.repeat > 1 else ""
     parts = [f"## Load benchmark, {started:%Y-%m-%d %H:%M %Z}", "",
              f"Machine: {machine_description()}", "",
              f"Layout: nginx upstream + `wrk -t1 -c{CONNECTIONS} -d{args.duration:g}s --latency` on core "
              f"{LOADGEN_CORE}, system under test on core {SUT_CORE} (agw --workers 2 unpinned); "
-             f"{args.warmup:g} s warm-up per case; {args.tokens} distinct tokens for the new-token scenarios "
-             f"(tokens are ~1.3 KB, Keycloak-like claims). Ratios hold within this run only.", ""]
+             f"{args.warmup:g} s warm-up per case{repeat}; distinct tokens in the new-token pools: {pools} "
+             f"(tokens ~1.3 KB, Keycloak-like claims). Load average before/after: {loads[0][0]:.2f} / "
+             f"{loads[1][0]:.2f}. Ratios hold within this run only.", ""]
     if rows:
         parts += [markdown_table(rows), ""]
     if checks:
@@ -745,6 +768,17 @@ def write_markdown(args, started, rows, checks, memory_lines, goal_lines) -> Non
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(parts))
+
+
+def count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def median_result(results: list[Result]) -> Result:
+    """The run with the median req/s (its own p50/p99 go with it); a failed run wins only if all failed."""
+    measured = sorted((r for r in results if r.rps), key=lambda r: r.rps)
+    return measured[(len(measured) - 1) // 2] if measured else results[-1]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
