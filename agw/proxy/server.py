@@ -13,6 +13,7 @@ try:
 except ImportError:  # running uncompiled without Cython installed
     from . import _cython_shim as cython  # type: ignore[no-redef]
 import logging
+import re
 import time
 from collections import deque
 from typing import Any, Callable, Optional
@@ -46,6 +47,8 @@ _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE
 
 
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+# RFC 3986 host (reg-name, IPv4, or [IP-literal]) with an optional port; empty is allowed for HTTP/1.0.
+_VALID_HOST = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?").fullmatch
 _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 
 
@@ -442,6 +445,9 @@ class Exchange:
                 self.respond_error(H.BAD_REQUEST)   # RFC 9112 3.2: Host is required in HTTP/1.1
                 return
             host = b""
+        if _VALID_HOST(host) is None:
+            self.respond_error(H.BAD_REQUEST)       # RFC 9112 3.2: an invalid Host is a 400
+            return
         router = proto.ctx.router
         route = router.only       # one unconditional route: nothing to match
         if route is None:

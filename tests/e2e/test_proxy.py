@@ -252,6 +252,14 @@ def test_missing_host_is_400(proxy):
         assert c.read_response().status == 400
 
 
+@pytest.mark.parametrize("host", [b"a b", b"a/b", b"a:b:c", b"x\x01y"])
+def test_invalid_host_is_400(proxy, host):
+    with RawConnection(proxy.port) as c:
+        c.send(b"GET /headers HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+        status, headers, body = read(c)
+        assert status == 400 and body == b"bad request\n"
+
+
 def test_headers_too_large_is_431(proxy):
     with RawConnection(proxy.port) as c:
         c.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"x-big: " + b"a" * 70000 + b"\r\n\r\n")
