@@ -20,8 +20,8 @@ import http.client
 import json
 import math
 import os
-import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -33,78 +33,19 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import mint_tokens  # noqa: E402  (bench/ is not a package)
+# bench/ is not a package: its modules import each other by name.
+import mint_tokens  # noqa: E402
+from cases import (CONNECTIONS, DEFAULT_SCENARIOS, DEFAULT_SYSTEMS, LOADGEN_CORE, SCENARIOS,  # noqa: E402
+                   SUT_CORE, SYSTEMS, Result, Scenario, System, median_result, parse_wrk)
 from mint_tokens import AUDIENCE, ISSUER  # noqa: E402
+from peer_configs import agw_yaml, haproxy_cfg, nginx_conf  # noqa: E402
+from report import fmt_ms, fmt_rps, table_rows, targets, text_table, write_markdown  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 TOKENS_LUA = os.path.join(BENCH_DIR, "lua", "tokens.lua")
-LOADGEN_CORE, SUT_CORE = "0", "1"
-CONNECTIONS = 64
-UPSTREAM_BODY = '{"headers": {"Accept": "*/*", "Host": "127.0.0.1", "User-Agent": "wrk"}, "origin": "127.0.0.1"}'
 # A generous guess of the fastest new-token rate, to size the token pool: the run flags any wrap anyway.
 MAX_EXPECTED_RPS = 40_000
-
-
-# --- scenarios and systems ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Scenario:
-    key: str
-    label: str
-    alg: Optional[str]          # None: no JWT involved
-    token: str                  # "none" | "same" | "new"
-
-
-SCENARIOS = {s.key: s for s in [
-    Scenario("plain", "plain proxy, no JWT", None, "none"),
-    Scenario("same-rs256", "RS256, same token", "RS256", "same"),
-    Scenario("new-rs256", "RS256, new token each request", "RS256", "new"),
-    Scenario("no-token", "no token (401)", "RS256", "none"),
-    Scenario("same-es256", "ES256, same token", "ES256", "same"),
-    Scenario("same-eddsa", "EdDSA, same token", "EdDSA", "same"),
-    Scenario("new-es256", "ES256, new token each request", "ES256", "new"),
-    Scenario("new-eddsa", "EdDSA, new token each request", "EdDSA", "new"),
-]}
-DEFAULT_SCENARIOS = ["plain", "same-rs256", "new-rs256", "no-token", "same-es256", "same-eddsa"]
-
-
-@dataclass(frozen=True)
-class System:
-    key: str
-    label: str
-    jwt: bool                   # verifies tokens (runs the JWT scenarios)
-    unsupported_algs: tuple = ()
-    plain_label: str = ""       # its name when it runs as a plain proxy, if that differs
-
-    def label_for(self, scenario: "Scenario") -> str:
-        return self.plain_label if scenario.alg is None and self.plain_label else self.label
-
-
-SYSTEMS = {s.key: s for s in [
-    System("direct", "nginx upstream direct", jwt=False),
-    System("nginx", "nginx proxy (keepalive 128)", jwt=False),
-    System("haproxy", "HAProxy 2.6 jwt_verify", jwt=True, unsupported_algs=("EdDSA",), plain_label="HAProxy 2.6"),
-    System("aiohttp", "aiohttp + PyJWT", jwt=True, plain_label="aiohttp (no verification)"),
-    System("agw1", "agw 1 worker", jwt=True),
-    System("agw2", "agw --workers 2 (unpinned)", jwt=True),
-]}
-DEFAULT_SYSTEMS = list(SYSTEMS)
-REFERENCE_SYSTEM = "agw1"
-
-
-@dataclass
-class Result:
-    system: System
-    scenario: Scenario
-    rps: Optional[float] = None
-    p50_ms: Optional[float] = None
-    p99_ms: Optional[float] = None
-    requests: int = 0
-    non_2xx: int = 0
-    socket_errors: int = 0
-    token_wraps: int = 0
-    note: str = ""
 
 
 # --- processes ------------------------------------------------------------------------------------------------
@@ -163,6 +104,56 @@ class Processes:
             self.stop(proc, timeout=3.0)
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU time of every live process in a process group (a supervisor and its workers).
+
+    Unlike req/s, CPU per request barely moves when other work shares the machine: it is the figure to trust
+    on a busy host. Processes that ended are not counted (none do during a measured run)."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:          # fields after "(comm)": state ppid pgrp ... utime(11) stime(12)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+OTHER_LOAD_NOTE = 0.1   # cores of CPU used by processes outside the run before a row says so
+
+
+@dataclass
+class CpuSnapshot:
+    """Machine-wide CPU time (busy, and stolen by the hypervisor), this process's waited children (wrk) and
+    some process groups (upstream, system under test), in seconds."""
+    wall: float
+    busy: float
+    steal: float
+    children: float
+    groups: list[float]
+
+    @classmethod
+    def take(cls, pgids: list[int]) -> "CpuSnapshot":
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]   # user nice system idle iowait irq softirq steal
+        hz = os.sysconf("SC_CLK_TCK")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return cls(time.monotonic(), (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / hz, ticks[7] / hz,
+                   usage.ru_utime + usage.ru_stime, [group_cpu_seconds(g) for g in pgids])
+
+    def others_cores(self, before: "CpuSnapshot") -> tuple[float, float]:
+        """Cores' worth of CPU used by work outside this run since `before`, and stolen by the hypervisor."""
+        wall = self.wall - before.wall
+        if wall <= 0:
+            return 0.0, 0.0
+        ours = (self.children - before.children) + sum(a - b for a, b in zip(self.groups, before.groups))
+        return max(0.0, self.busy - before.busy - ours) / wall, (self.steal - before.steal) / wall
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -193,81 +184,6 @@ def wait_ready(procs: Processes, proc: subprocess.Popen, port: int, name: str, t
     raise RuntimeError(f"{name} not answering on port {port} after {timeout:.0f} s:\n{procs.log_tail(proc)}")
 
 
-# --- configs of the systems -----------------------------------------------------------------------------------
-
-def nginx_conf(prefix: str, port: int, upstream_port: Optional[int]) -> str:
-    temp = "\n".join(f"  {kind}_temp_path {prefix}/tmp/{kind};" for kind in
-                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    if upstream_port is None:
-        body = UPSTREAM_BODY.replace("'", "\\'")
-        server = (f"    location / {{\n      default_type application/json;\n      return 200 '{body}';\n    }}")
-        upstream = ""
-    else:
-        upstream = (f"  upstream up {{\n    server 127.0.0.1:{upstream_port};\n    keepalive 128;\n"
-                    f"    keepalive_requests 1000000;\n  }}\n")
-        server = ("    location / {\n      proxy_pass http://up;\n      proxy_http_version 1.1;\n"
-                  "      proxy_set_header Connection \"\";\n    }")
-    return f"""worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-{temp}
-  keepalive_requests 1000000;
-  keepalive_timeout 75s;
-{upstream}  server {{
-    listen 127.0.0.1:{port} backlog=1024;
-{server}
-  }}
-}}
-"""
-
-
-def haproxy_cfg(port: int, upstream_port: int, alg: Optional[str], pem_path: Optional[str]) -> str:
-    jwt_rules = ""
-    if alg is not None:
-        jwt_rules = f"""  http-request deny deny_status 401 content-type text/plain string "authentication failure: no bearer token found" unless {{ req.hdr(authorization) -m found }}
-  http-request set-var(txn.alg) http_auth_bearer,jwt_header_query('$.alg')
-  http-request set-var(txn.iss) http_auth_bearer,jwt_payload_query('$.iss')
-  http-request set-var(txn.aud) http_auth_bearer,jwt_payload_query('$.aud')
-  http-request set-var(txn.exp) http_auth_bearer,jwt_payload_query('$.exp','int')
-  http-request deny deny_status 401 unless {{ var(txn.alg) -m str {alg} }}
-  http-request deny deny_status 401 unless {{ var(txn.iss) -m str "{ISSUER}" }}
-  http-request deny deny_status 401 unless {{ var(txn.aud) -m str "{AUDIENCE}" }}
-  http-request set-var(txn.now) date()
-  http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
-  http-request deny deny_status 401 unless {{ http_auth_bearer,jwt_verify(txn.alg,"{pem_path}") -m int 1 }}
-"""
-    return f"""global
-  nbthread 1
-  maxconn 4000
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-frontend f
-  bind 127.0.0.1:{port}
-{jwt_rules}  default_backend b
-backend b
-  http-reuse always
-  server s1 127.0.0.1:{upstream_port}
-"""
-
-
-def agw_yaml(port: int, upstream_port: int, jwks_path: Optional[str]) -> str:
-    """agw's native config (written as JSON, which is YAML): one route to the upstream, jwtAuth if jwks_path."""
-    route: dict = {"name": "bench", "backends": [{"host": f"127.0.0.1:{upstream_port}"}]}
-    if jwks_path is not None:
-        route["policies"] = {"jwtAuth": {"mode": "strict", "issuer": ISSUER, "audiences": [AUDIENCE],
-                                         "jwks": {"file": jwks_path}}}
-    config = {"binds": [{"port": port, "address": "127.0.0.1", "listeners": [{"routes": [route]}]}]}
-    return json.dumps(config, indent=2) + "\n"
-
-
 # --- the run --------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -288,6 +204,7 @@ class Bench:
         self.log = log
         self.procs = Processes(workdir)
         self.upstream_port = 0
+        self.upstream_pgid = 0
         self.material: Optional[Material] = None
         self.checks: list[str] = []
         self.memory: Optional[tuple[float, float]] = None   # (idle, loaded) peak RSS in MB
@@ -316,7 +233,7 @@ class Bench:
     # processes --------------------------------------------------------------------------------------------
     def start_upstream(self) -> None:
         self.upstream_port = free_port()
-        self._start_nginx("upstream", self.upstream_port, None, LOADGEN_CORE)
+        self.upstream_pgid = self._start_nginx("upstream", self.upstream_port, None, LOADGEN_CORE).pid
 
     def _start_nginx(self, name: str, port: int, upstream_port: Optional[int], core: str) -> subprocess.Popen:
         prefix = os.path.join(self.workdir, f"nginx-{name}")
@@ -408,6 +325,7 @@ class Bench:
             return result
         port = self.upstream_port if system.key == "direct" else free_port()
         proc = None
+        notes: list[str] = []
         try:
             proc = self.start_system(system, scenario, port)
             problem = self.check(system, scenario, port)
@@ -416,58 +334,34 @@ class Bench:
                 return result
             if self.args.warmup > 0:
                 self.wrk(port, scenario, self.args.warmup, warmup=True)
+            ours = [self.upstream_pgid] + ([proc.pid] if proc is not None else [])
+            before = CpuSnapshot.take(ours)
             parse_wrk(self.wrk(port, scenario, self.args.duration), result)
-            expected_status_ok = scenario.alg is not None and scenario.token == "none"
-            if expected_status_ok:
+            after = CpuSnapshot.take(ours)
+            if proc is not None and result.requests:
+                result.cpu_us_per_request = after.groups[1] - before.groups[1]
+                result.cpu_us_per_request *= 1e6 / result.requests
+            others, stolen = after.others_cores(before)
+            if others > OTHER_LOAD_NOTE or stolen > OTHER_LOAD_NOTE:
+                notes.append(f"other work used {others:.2f} cores, hypervisor steal {stolen:.2f}")
+            expect_401 = scenario.alg is not None and scenario.token == "none"
+            if expect_401:
                 if result.non_2xx != result.requests:
-                    result.note = f"{result.requests - result.non_2xx} answers were not 401"
+                    notes.append(f"{result.requests - result.non_2xx} answers were not 401")
             elif result.non_2xx:
-                result.note = f"{result.non_2xx} non-2xx answers"
+                notes.append(f"{result.non_2xx} non-2xx answers")
             if result.socket_errors:
-                result.note = (result.note + "; " if result.note else "") + f"{result.socket_errors} socket errors"
+                notes.append(f"{result.socket_errors} socket errors")
             if result.token_wraps:
-                result.note = (result.note + "; " if result.note else "") + (
-                    f"token file wrapped {result.token_wraps}x: raise --tokens above {result.requests}")
-        except (RuntimeError, OSError, subprocess.TimeoutExpired, http.client.HTTPException) as err:
+                notes.append(f"token file wrapped {result.token_wraps}x: raise --tokens above {result.requests}")
+            result.note = "; ".join(notes)
+        except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired, http.client.HTTPException) as err:
             result.note = "ERROR: " + (" | ".join(str(err).splitlines()[:2]) or type(err).__name__)
             self.log(f"  {system.label} / {scenario.key}: {err}")
         finally:
             if proc is not None:
                 self.procs.stop(proc)
         return result
-
-
-# --- wrk output -----------------------------------------------------------------------------------------------
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
-
-
-def latency_ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
-    if not match:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS_MS[match.group(2)]
-
-
-def parse_wrk(output: str, result: Result) -> Result:
-    """Fill req/s, p50, p99, request/error counts from `wrk --latency` output."""
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    if not rps:
-        raise RuntimeError(f"no Requests/sec in wrk output:\n{output}")
-    result.rps = float(rps.group(1))
-    for pct, attr in (("50", "p50_ms"), ("99", "p99_ms")):
-        match = re.search(rf"^\s+{pct}%\s+(\S+)", output, re.M)
-        if match:
-            setattr(result, attr, latency_ms(match.group(1)))
-    total = re.search(r"^\s+(\d+) requests in", output, re.M)
-    result.requests = int(total.group(1)) if total else 0
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    result.non_2xx = int(non_2xx.group(1)) if non_2xx else 0
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    result.socket_errors = sum(int(g) for g in errors.groups()) if errors else 0
-    wraps = re.search(r"^token_file_wraps: (\d+)", output, re.M)
-    result.token_wraps = int(wraps.group(1)) if wraps else 0
-    return result
 
 
 # --- memory ---------------------------------------------------------------------------------------------------
@@ -535,109 +429,6 @@ def measure_memory(bench: Bench, connections: int = 1000) -> list[str]:
     finally:
         bench.procs.stop(proc)
     return lines
-
-
-# --- report ---------------------------------------------------------------------------------------------------
-
-def fmt_rps(rps: Optional[float]) -> str:
-    if rps is None:
-        return "-"
-    return f"{rps / 1000:.1f}k" if rps >= 1000 else f"{rps:.0f}"
-
-
-def fmt_ms(ms: Optional[float]) -> str:
-    return "-" if ms is None else f"{ms:.2f} ms"
-
-
-def reference_rps(results: list[Result], scenario_key: str) -> Optional[float]:
-    for r in results:
-        if r.system.key == REFERENCE_SYSTEM and r.scenario.key == scenario_key:
-            return r.rps
-    return None
-
-
-def table_rows(results: list[Result]) -> list[list[str]]:
-    rows = []
-    for r in results:
-        ref = reference_rps(results, r.scenario.key)
-        ratio = f"{r.rps / ref:.2f}x" if r.rps and ref else "-"
-        if r.rps is None:
-            rows.append([r.system.label_for(r.scenario), r.scenario.label, r.note or "-", "", "", "", ""])
-        else:
-            rows.append([r.system.label_for(r.scenario), r.scenario.label, fmt_rps(r.rps), fmt_ms(r.p50_ms), fmt_ms(r.p99_ms),
-                         ratio, r.note])
-    return rows
-
-
-HEADERS = ["system", "scenario", "req/s", "p50", "p99", "req/s vs agw 1 worker", "note"]
-
-
-def text_table(rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEADERS)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(HEADERS), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def markdown_table(rows: list[list[str]]) -> str:
-    out = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def targets(results: list[Result], memory: Optional[tuple]) -> list[str]:
-    """The issue's targets, evaluated on this run's figures where both sides were measured."""
-    def get(system: str, scenario: str) -> Optional[Result]:
-        for r in results:
-            if r.system.key == system and r.scenario.key == scenario and r.rps:
-                return r
-        return None
-
-    lines = []
-
-    def ratio(label: str, a: Optional[Result], b: Optional[Result], want: float) -> None:
-        if a and b:
-            value = a.rps / b.rps
-            lines.append(f"{'PASS' if value >= want else 'MISS'}  {label}: {value:.2f}x (target >= {want}x)")
-
-    agw_same, agw_new = get("agw1", "same-rs256"), get("agw1", "new-rs256")
-    ratio("agw 1 worker / HAProxy jwt_verify, RS256 same token", agw_same, get("haproxy", "same-rs256"), 2.0)
-    hap = get("haproxy", "same-rs256")
-    if agw_same and hap and agw_same.p99_ms is not None and hap.p99_ms is not None:
-        ok = agw_same.p99_ms <= hap.p99_ms
-        lines.append(f"{'PASS' if ok else 'MISS'}  agw 1 worker p99 {agw_same.p99_ms:.2f} ms vs HAProxy "
-                     f"{hap.p99_ms:.2f} ms, RS256 same token (target: no worse)")
-    ratio("agw 1 worker (RS256 same token) / nginx plain proxy", agw_same, get("nginx", "plain"), 0.65)
-    ratio("agw 1 worker / HAProxy jwt_verify, RS256 new token each request", agw_new, get("haproxy", "new-rs256"),
-          1.0)
-    ratio("agw 1 worker / aiohttp + PyJWT, RS256 same token", agw_same, get("aiohttp", "same-rs256"), 6.0)
-    ratio("agw 1 worker / aiohttp + PyJWT, RS256 new token each request", agw_new, get("aiohttp", "new-rs256"), 6.0)
-    ratio("agw --workers 2 / agw 1 worker, RS256 same token", get("agw2", "same-rs256"), agw_same, 1.8)
-    if memory:
-        idle, loaded = memory
-        lines.append(f"{'PASS' if idle <= 40 else 'MISS'}  agw idle peak RSS {idle:.1f} MB (target <= 40 MB)")
-        lines.append(f"{'PASS' if loaded <= 80 else 'MISS'}  agw peak RSS with 1,000 keep-alive connections "
-                     f"{loaded:.1f} MB (target <= 80 MB)")
-    return lines
-
-
-def machine_description() -> str:
-    cpu = "?"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-
-    def version(argv: list[str]) -> str:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-            return (done.stdout + done.stderr).strip().splitlines()[0]
-        return "?"
-
-    commit = version(["git", "-C", REPO_DIR, "rev-parse", "--short", "HEAD"])
-    return (f"{platform.node()}, {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, Python "
-            f"{platform.python_version()}; {version(['nginx', '-v'])}; {version(['haproxy', '-v'])}; "
-            f"{version(['wrk', '--version'])}; agw commit {commit}")
 
 
 # --- main -----------------------------------------------------------------------------------------------------
@@ -738,47 +529,16 @@ def run(args: argparse.Namespace) -> int:
     for line in memory_lines + goal_lines:
         print(line)
     if args.out:
-        write_markdown(args, started, rows, bench, memory_lines, goal_lines, (load_before, load_after))
+        pools = {alg: count_lines(path) for alg, path in bench.material.pools.items()} if bench.material else {}
+        write_markdown(args, started, rows, bench.checks, pools, memory_lines, goal_lines,
+                       (load_before, load_after))
         print(f"\nwritten to {args.out}")
     return 0
-
-
-def write_markdown(args: argparse.Namespace, started: datetime.datetime, rows: list[list[str]], bench: Bench,
-                   memory_lines: list[str], goal_lines: list[str], loads: tuple) -> None:
-    checks = bench.checks
-    pools = ", ".join(f"{alg} {count_lines(path)}" for alg, path in sorted(bench.material.pools.items())) \
-        if bench.material and bench.material.pools else "none"
-    repeat = f"; median of {args.repeat} rounds by req/s" if args.repeat > 1 else ""
-    parts = [f"## Load benchmark, {started:%Y-%m-%d %H:%M %Z}", "",
-             f"Machine: {machine_description()}", "",
-             f"Layout: nginx upstream + `wrk -t1 -c{CONNECTIONS} -d{args.duration:g}s --latency` on core "
-             f"{LOADGEN_CORE}, system under test on core {SUT_CORE} (agw --workers 2 unpinned); "
-             f"{args.warmup:g} s warm-up per case{repeat}; distinct tokens in the new-token pools: {pools} "
-             f"(tokens ~1.3 KB, Keycloak-like claims). Load average before/after: {loads[0][0]:.2f} / "
-             f"{loads[1][0]:.2f}. Ratios hold within this run only.", ""]
-    if rows:
-        parts += [markdown_table(rows), ""]
-    if checks:
-        parts += ["Checked before each JWT system's load (valid 200; tampered, expired, missing 401):", ""]
-        parts += [f"- {c}" for c in checks] + [""]
-    if memory_lines:
-        parts += ["Memory:", ""] + [f"- {m}" for m in memory_lines] + [""]
-    if goal_lines:
-        parts += ["Targets (issue 5) on this run:", ""] + [f"- {g}" for g in goal_lines] + [""]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write("\n".join(parts))
 
 
 def count_lines(path: str) -> int:
     with open(path, "rb") as f:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
-
-
-def median_result(results: list[Result]) -> Result:
-    """The run with the median req/s (its own p50/p99 go with it); a failed run wins only if all failed."""
-    measured = sorted((r for r in results if r.rps), key=lambda r: r.rps)
-    return measured[(len(measured) - 1) // 2] if measured else results[-1]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
