@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # bench/ is not a package: its modules import each other by name.
 import mint_tokens  # noqa: E402
 from cases import (CONNECTIONS, DEFAULT_SCENARIOS, DEFAULT_SYSTEMS, LOADGEN_CORE, SCENARIOS,  # noqa: E402
-                   SUT_CORE, SYSTEMS, Result, Scenario, System, median_result, parse_wrk)
+                   SUT_CORE, SYSTEMS, Result, Scenario, System, applies, median_result, parse_wrk)
 from mint_tokens import AUDIENCE, ISSUER  # noqa: E402
 from peer_configs import agw_yaml, haproxy_cfg, nginx_conf  # noqa: E402
 from report import fmt_ms, fmt_rps, table_rows, targets, text_table, write_markdown  # noqa: E402
@@ -268,7 +268,8 @@ class Bench:
         else:
             cfg = os.path.join(self.workdir, f"agw-{system.key}-{scenario.key}.yaml")
             with open(cfg, "w") as f:
-                f.write(agw_yaml(port, self.upstream_port, m.jwks_path if verify else None))
+                f.write(agw_yaml(port, self.upstream_port, m.jwks_path if verify else None,
+                                 token_cache=not self.args.agw_no_cache))
             argv = [sys.executable, "-m", "agw", "run", "-f", cfg, "--access-log", "off", "--admin", "off",
                     "--log-level", "warning"]
             core = SUT_CORE
@@ -283,7 +284,7 @@ class Bench:
     def check(self, system: System, scenario: Scenario, port: int) -> Optional[str]:
         """None when the system behaves; otherwise what went wrong."""
         m = self.material
-        if scenario.alg is None:
+        if scenario.alg is None or not system.jwt:
             status = http_get(port)
             return None if status == 200 else f"plain GET answered {status}, not 200"
         token = m.same[scenario.alg]
@@ -448,6 +449,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="2 s per case, 1 s warm-up: checks the harness")
     parser.add_argument("--tokens", type=int, default=None,
                         help="distinct tokens for the new-token scenarios (default: max(200000, 40000 x duration))")
+    parser.add_argument("--agw-no-cache", action="store_true",
+                        help="run agw with its verified-token cache off (jwtAuth cache.enabled: false)")
     parser.add_argument("--memory", action="store_true", help="also measure agw's peak RSS idle and with "
                                                               "1,000 keep-alive connections")
     parser.add_argument("--memory-only", action="store_true", help="only the memory measurement")
@@ -470,7 +473,7 @@ def run(args: argparse.Namespace) -> int:
     scenarios = [SCENARIOS[k] for k in args.scenarios]
     # Scenario-major: the systems compared in one scenario are measured minutes apart at most, so a change in
     # background load on a shared machine shifts them together; the table is printed system by system.
-    cases = [(sy, sc) for sc in scenarios for sy in systems if sy.jwt or sc.alg is None]
+    cases = [(sy, sc) for sc in scenarios for sy in systems if applies(sy, sc)]
     workdir = tempfile.mkdtemp(prefix="agw-bench-")
     bench = Bench(args, workdir, log=lambda m: print(m, flush=True))
     runs: dict[tuple[str, str], list[Result]] = {}

@@ -72,11 +72,13 @@ backend b
 """
 
 
-def agw_yaml(port: int, upstream_port: int, jwks_path: Optional[str]) -> str:
+def agw_yaml(port: int, upstream_port: int, jwks_path: Optional[str], *, token_cache: bool = True) -> str:
     """agw's native config (written as JSON, which is YAML): one route to the upstream, jwtAuth if jwks_path."""
     route: dict = {"name": "bench", "backends": [{"host": f"127.0.0.1:{upstream_port}"}]}
     if jwks_path is not None:
-        route["policies"] = {"jwtAuth": {"mode": "strict", "issuer": ISSUER, "audiences": [AUDIENCE],
-                                         "jwks": {"file": jwks_path}}}
+        jwt_auth = {"mode": "strict", "issuer": ISSUER, "audiences": [AUDIENCE], "jwks": {"file": jwks_path}}
+        if not token_cache:
+            jwt_auth["cache"] = {"enabled": False}
+        route["policies"] = {"jwtAuth": jwt_auth}
     config = {"binds": [{"port": port, "address": "127.0.0.1", "listeners": [{"routes": [route]}]}]}
     return json.dumps(config, indent=2) + "\n"
