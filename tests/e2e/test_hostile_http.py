@@ -12,8 +12,6 @@ import os
 import select
 import socket
 import socketserver
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from collections.abc import Iterator
 import httptools
 import pytest
 
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port
 from tests.support.rawhttp import IncompleteResponse, RawConnection, parse_responses
 
 HERE = os.path.dirname(__file__)
@@ -103,17 +101,6 @@ def recorder() -> Iterator[RecordingBackend]:
     backend.stop()
 
 
-@pytest.fixture(scope="module")
-def app_backend() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "backend_app.py"), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port("127.0.0.1", port, alive=lambda: proc.poll() is None)
-    yield port
-    proc.kill()
-    proc.wait()
-
-
 def hostile_config(recorder_port: int, app_port: int, dead_port: int, settings: dict | None = None) -> dict:
     """Host app.test -> backend_app (1 s backend timeout), dead.test -> a closed port, anything else ->
     the recording backend."""
@@ -132,11 +119,11 @@ def hostile_config(recorder_port: int, app_port: int, dead_port: int, settings: 
 
 
 @pytest.fixture(scope="module")
-def proxy(recorder, app_backend, tmp_path_factory) -> Iterator:
+def proxy(recorder, backend, tmp_path_factory) -> Iterator:
     from tests.support.proxy import start_agw_proxy
 
     p = start_agw_proxy(tmp_path_factory.mktemp("hostile"),
-                        hostile_config(recorder.port, app_backend, free_port()),
+                        hostile_config(recorder.port, backend, free_port()),
                         extra_args=("--access-log", "off"), name="agw-hostile")
     yield p
     assert p.stop() == 0, p.output()
@@ -424,10 +411,10 @@ def test_backend_closing_mid_response_cuts_the_client(proxy):
 
 # --- connection limit --------------------------------------------------------------------------------------
 
-def test_connections_over_the_limit_are_refused_without_harming_the_others(recorder, app_backend, tmp_path):
+def test_connections_over_the_limit_are_refused_without_harming_the_others(recorder, backend, tmp_path):
     from tests.support.proxy import start_agw_proxy
 
-    config = hostile_config(recorder.port, app_backend, free_port(),
+    config = hostile_config(recorder.port, backend, free_port(),
                             {"maxConnections": 20, "requestHeaderTimeout": "10s", "keepaliveTimeout": "30s"})
     p = start_agw_proxy(tmp_path, config, extra_args=("--access-log", "off"), name="agw-maxconn")
     established = []

@@ -11,29 +11,16 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.ports import free_port, port_is_open, wait_for_port
+from tests.support.ports import free_port, port_is_open
 from tests.support.rawhttp import RawConnection
 
 HERE = os.path.dirname(__file__)
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "backend_app.py"), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port("127.0.0.1", port, alive=lambda: proc.poll() is None)
-    yield port
-    proc.kill()
-    proc.wait()
 
 
 def config(backend_port: int, *, port: int | None = None, extra_routes: tuple[dict, ...] = (),

@@ -6,11 +6,9 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -19,17 +17,6 @@ from tests.support.rawhttp import IncompleteResponse, RawConnection
 
 HERE = os.path.dirname(__file__)
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def backend():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "backend_app.py"), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port("127.0.0.1", port)
-    yield port
-    proc.kill()
-    proc.wait()
 
 
 def proxy_config(port: int, backend_port: int, extra_routes: str = "", settings: str = "") -> str:

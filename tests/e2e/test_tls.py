@@ -8,29 +8,15 @@ import json
 import os
 import socket
 import ssl
-import subprocess
-import sys
-from collections.abc import Iterator
 
 import pytest
 
-from tests.support.ports import free_port, wait_for_port
+from tests.support.ports import free_port
 
 HERE = os.path.dirname(__file__)
 pytestmark = pytest.mark.e2e
 
 trustme = pytest.importorskip("trustme")
-
-
-@pytest.fixture(scope="module")
-def backend() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "backend_app.py"), str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port("127.0.0.1", port, alive=lambda: proc.poll() is None)
-    yield port
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture(scope="module")
