@@ -6,9 +6,7 @@ buffered and flushed by the worker's ticker, so logging costs no syscall per req
 """
 from __future__ import annotations
 
-import io
 import logging
-import os
 import sys
 import time
 from typing import IO, Any, Optional

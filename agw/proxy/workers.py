@@ -15,7 +15,7 @@ import signal
 import sys
 import tempfile
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 import orjson
 
