@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--jwt-config", help="YAML route policies file with a jwtAuth (inline/file JWKS)")
     ap.add_argument("--token", default="", help="bearer token sent on every request")
     ap.add_argument("--with-metrics", action="store_true", help="count each request as a worker does")
+    ap.add_argument("--tokens-file", help="a file of tokens, one per line: a different token each request")
     args = ap.parse_args()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -71,13 +72,18 @@ def main() -> None:
     up = UpstreamConnection(target)
     up.connection_made(FakeTransport())
     target.idle.append(up)
-    extra = b"Authorization: Bearer " + args.token.encode() + b"\r\n" if args.token else b""
-    req = REQUEST % extra
-    for _ in range(1000):
+    if args.tokens_file:
+        with open(args.tokens_file, "rb") as f:
+            tokens = [line.strip() for _, line in zip(range(args.n + 1000), f)]
+        reqs = [REQUEST % (b"Authorization: Bearer " + t + b"\r\n") for t in tokens]
+    else:
+        extra = b"Authorization: Bearer " + args.token.encode() + b"\r\n" if args.token else b""
+        reqs = [REQUEST % extra] * (args.n + 1000)
+    for req in reqs[:1000]:
         client.data_received(req)
         up.data_received(RESPONSE)
     t0 = time.perf_counter()
-    for _ in range(args.n):
+    for req in reqs[1000:]:
         client.data_received(req)
         up.data_received(RESPONSE)
     dt = time.perf_counter() - t0
