@@ -90,6 +90,7 @@ cdef class Core:
     cdef double skew
     cdef Py_ssize_t max_token
     cdef tuple results
+    cdef dict issuer_results
     cdef bint remove_credential
     cdef list claim_headers
     cdef int location
@@ -109,6 +110,7 @@ cdef class Core:
     cpdef object verify_token(self, bytes token, double now=*, bint allow_pending=*)
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
     cdef object _fail(self, int reason)
+    cdef object _fail_for(self, int reason, str issuer)
     cdef AuthResult _success(self, dict claims, str issuer)
     cdef void _cache_put(self, bytes token, AuthResult result, double exp, Provider provider)
     cdef list _claim_header_values(self, dict claims)

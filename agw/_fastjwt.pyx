@@ -534,6 +534,7 @@ cdef class Core:
         for p in providers:
             self.groups.setdefault((<Provider>p).issuer, []).append(p)
         self.results = results
+        self.issuer_results = {}
         self.skew = skew
         self.max_token = max_token
         self.remove_credential = remove_credential
@@ -641,6 +642,19 @@ cdef class Core:
     cdef object _fail(self, int reason):
         return self.results[reason]
 
+    cdef object _fail_for(self, int reason, str issuer):
+        """A denial for a token of a configured issuer: one shared result per (issuer, reason) that names the
+        issuer, so metrics and logs can say which provider refused (issuers are configured: bounded)."""
+        key = (issuer, reason)
+        found = PyDict_GetItem(self.issuer_results, key)
+        if found != NULL:
+            return <object>found
+        cdef AuthResult base = <AuthResult>self.results[reason]
+        cdef AuthResult r = base.with_rewrite(base.new_target, base.new_cookie)
+        r.issuer = issuer
+        self.issuer_results[key] = r
+        return r
+
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(token)
         cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(token)
@@ -696,25 +710,25 @@ cdef class Core:
         exp = (<dict>claims).get("exp")
         if exp is not None:
             if not _is_number(exp):
-                return self._fail(R_MALFORMED)
+                return self._fail_for(R_MALFORMED, <str>iss)
             exp_d = _as_double(exp)
             if exp_d <= now - self.skew:
-                return self._fail(R_EXPIRED)
+                return self._fail_for(R_EXPIRED, <str>iss)
         nbf = (<dict>claims).get("nbf")
         if nbf is not None:
             if not _is_number(nbf):
-                return self._fail(R_MALFORMED)
+                return self._fail_for(R_MALFORMED, <str>iss)
             if _as_double(nbf) > now + self.skew:
-                return self._fail(R_NOT_YET_VALID)
+                return self._fail_for(R_NOT_YET_VALID, <str>iss)
         aud = (<dict>claims).get("aud")
         auds = None
         if aud is not None:
             auds = _aud_list(aud)
             if auds is None:
-                return self._fail(R_MALFORMED)
+                return self._fail_for(R_MALFORMED, <str>iss)
         sub = (<dict>claims).get("sub")
         if sub is not None and type(sub) is not str:
-            return self._fail(R_MALFORMED)
+            return self._fail_for(R_MALFORMED, <str>iss)
 
         # providers of this issuer whose claim rules the token meets
         cdef list candidates = []
@@ -735,13 +749,13 @@ cdef class Core:
                     continue
             candidates.append(prov)
         if not candidates:
-            return self._fail(first_failure)
+            return self._fail_for(first_failure, <str>iss)
 
         sig = _b64decode(d2 + 1, n - i2 - 1)
         if sig is None:
-            return self._fail(R_MALFORMED)
+            return self._fail_for(R_MALFORMED, <str>iss)
         if PyBytes_GET_SIZE(sig) == 0:
-            return self._fail(R_INVALID_SIG)
+            return self._fail_for(R_INVALID_SIG, <str>iss)
 
         # keys
         cdef list matches = []
@@ -769,10 +783,10 @@ cdef class Core:
                         matches.append(k)
                         owners.append(prov)
         if kid is None and len(matches) > 1:
-            return self._fail(R_UNKNOWN_KEY)  # ambiguous: a kid-less token needs exactly one fitting key
+            return self._fail_for(R_UNKNOWN_KEY, <str>iss)  # ambiguous: a kid-less token needs exactly one fitting key
         if not matches:
             if alg_mismatch:
-                return self._fail(R_UNSUPPORTED_ALG)
+                return self._fail_for(R_UNSUPPORTED_ALG, <str>iss)
             reason = R_UNKNOWN_KEY if all_have_keys else R_KEYS_UNAVAILABLE
             if allow_pending:
                 pending = Pending.__new__(Pending)
@@ -780,7 +794,7 @@ cdef class Core:
                 (<Pending>pending).reason = reason
                 (<Pending>pending).providers = candidates
                 return pending
-            return self._fail(reason)
+            return self._fail_for(reason, <str>iss)
 
         signing_input = PyBytes_FromStringAndSize(<char*>s, i2)
         cdef Py_ssize_t i
@@ -791,7 +805,7 @@ cdef class Core:
                 if self.cache_on:
                     self._cache_put(token, result, exp_d, <Provider>owners[i])
                 return result
-        return self._fail(R_INVALID_SIG)
+        return self._fail_for(R_INVALID_SIG, <str>iss)
 
     cdef AuthResult _success(self, dict claims, str issuer):
         # A verified result may live in the token cache for the token's lifetime. Decoded JSON holds no

@@ -294,8 +294,12 @@ def test_jwt_metrics_count_known_traffic(agw_proxy, idp, httpbin_backend):
     for labels, value in counted.items():
         outcomes[dict(labels)["outcome"]] = outcomes.get(dict(labels)["outcome"], 0) + value
     assert outcomes == {"ok": 3.0, "missing": 2.0, "invalid_signature": 1.0, "audience_not_allowed": 1.0}
-    # Successes are labelled with the configured issuer that vouched for them (failures share one label).
+    # Labelled with the configured issuer the token named: successes and the failures past the issuer check;
+    # a request without a token (or with an unknown issuer) has no provider.
     assert counted[frozenset({("provider", idp.issuer), ("outcome", "ok")})] == 3.0
+    assert counted[frozenset({("provider", idp.issuer), ("outcome", "invalid_signature")})] == 1.0
+    assert counted[frozenset({("provider", idp.issuer), ("outcome", "audience_not_allowed")})] == 1.0
+    assert counted[frozenset({("provider", ""), ("outcome", "missing")})] == 2.0
 
     hits = samples(text, "agw_jwt_cache_hits_total")
     misses = samples(text, "agw_jwt_cache_misses_total")
