@@ -19,11 +19,14 @@ directives = {
 }
 
 compile_args = ["-O2"] + (["-UNDEBUG", "-O0", "-g"] if debug else [])
-extensions = [
-    Extension("agw._fastjwt", ["agw/_fastjwt.pyx"], extra_compile_args=compile_args),
-    # The proxy's hot path: Cython pure-Python-mode modules (they also run uncompiled).
-    Extension("agw.proxy.server", ["agw/proxy/server.py"], extra_compile_args=compile_args),
-    Extension("agw.proxy.upstream", ["agw/proxy/upstream.py"], extra_compile_args=compile_args),
+fastjwt = [Extension("agw._fastjwt", ["agw/_fastjwt.pyx"], extra_compile_args=compile_args)]
+# The proxy's hot path: Cython pure-Python-mode modules (they also run uncompiled). They are written with
+# Python semantics (negative indexes, no manual bounds), so they keep Cython's safe indexing directives.
+proxy = [
+    Extension(f"agw.proxy.{name}", [f"agw/proxy/{name}.py"], extra_compile_args=compile_args)
+    for name in ("server", "upstream", "metrics")
 ]
+safe_directives = dict(directives, boundscheck=True, wraparound=True, initializedcheck=True, cdivision=False)
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+setup(ext_modules=cythonize(fastjwt, compiler_directives=directives)
+      + cythonize(proxy, compiler_directives=safe_directives))

@@ -61,11 +61,11 @@ def main() -> None:
     if runtime.policies:
         loop.run_until_complete(runtime.start_policies())
     bind, router = runtime.routers[0]
-    hook = None
+    stats = None
     if args.with_metrics:
-        from agw.proxy.app import Worker
-        hook = Worker(runtime, reuse_port=False).on_request
-    ctx = ServerContext(router, runtime.settings, on_request=hook)
+        from agw.proxy.metrics import Stats
+        stats = Stats()
+    ctx = ServerContext(router, runtime.settings, stats=stats)
     client = ClientProtocol(ctx)
     client.connection_made(FakeTransport())
     target = next(iter(runtime.pools.values())).targets[0]

@@ -150,20 +150,6 @@ class Worker:
         self.retired: list[Runtime] = []
         self._ticker: Optional[asyncio.TimerHandle] = None
 
-    # --- per request (hot path: keep it cheap) ---------------------------------------------------------
-    def on_request(self, ex: Any) -> None:
-        route = ex.route
-        auth = ex.auth
-        outcome = provider = None
-        if route is not None and route.jwt is not None and auth is not None:
-            outcome = auth.reason or "ok"
-            # Only configured issuers become label values: a token's own `iss` is attacker-controlled.
-            provider = auth.issuer if auth.issuer in route.jwt_issuers else ""
-        self.stats.record(route.name if route is not None else "", ex.status,
-                          time.monotonic() - ex.start_time, provider, outcome)
-        if self.access_log is not None:
-            self.access_log.record(ex)
-
     def _tick(self) -> None:
         """Timeouts without per-request timers: deadlines are checked here, four times a second."""
         loop = asyncio.get_running_loop()
@@ -191,7 +177,8 @@ class Worker:
             base = self.runtime.loaded.base_dir
             ssl_ctx = tls_context(os.path.join(base, bind.tls.cert), os.path.join(base, bind.tls.key))
         ctx = ServerContext(router, self.runtime.settings, scheme=b"https" if ssl_ctx else b"http",
-                            on_request=self.on_request)
+                            on_request=self.access_log.record if self.access_log is not None else None,
+                            stats=self.stats)
         key = (bind.address, bind.port)
         sock = self.sockets.get(key) or make_listen_socket(bind.address, bind.port, self.reuse_port)
         self.sockets[key] = sock

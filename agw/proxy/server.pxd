@@ -1,5 +1,6 @@
 # C-level declarations of server.py's classes (an augmenting .pxd: server.py stays plain Python and
 # runs uncompiled too). Typed attributes make the per-request work C struct accesses.
+from agw.proxy.metrics cimport Stats
 from agw.proxy.upstream cimport Target, UpstreamConnection
 
 
@@ -12,6 +13,7 @@ cdef class ServerContext:
     cdef public set connections
     cdef public bint draining
     cdef public object on_request
+    cdef public Stats stats
     cdef public object loop
     cdef public double now
     cdef public frozenset special_headers

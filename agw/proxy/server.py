@@ -24,6 +24,7 @@ from ..config.durations import parse_duration
 from ..jwt import AuthResult
 from ..config.model import Settings
 from . import http as H
+from .metrics import Stats
 from .routing import RouteRuntime, Router
 from .upstream import Target, UpstreamConnection
 
@@ -69,11 +70,12 @@ class ServerContext:
     """What every connection of one bind shares: routes, limits, timeouts, hooks, live connections."""
 
     def __init__(self, router: Router, settings: Settings, *, scheme: bytes = b"http",
-                 on_request: Optional[Callable[..., None]] = None) -> None:
+                 on_request: Optional[Callable[..., None]] = None, stats: Optional[Stats] = None) -> None:
         self.scheme = scheme
         self.connections: set[ClientProtocol] = set()
         self.draining = False
-        self.on_request = on_request   # access log / metrics hook: (exchange) -> None
+        self.on_request = on_request   # access log hook: (exchange) -> None
+        self.stats = stats             # metrics, counted here for every answered request
         self.loop = asyncio.get_event_loop()
         self.now = self.loop.time()    # coarse clock for deadlines, advanced by the worker's ticker
         self.apply(router, settings)
@@ -355,6 +357,19 @@ class ClientProtocol:
         if self.active is not ex:
             return
         self.active = None
+        stats = self.ctx.stats
+        if stats is not None:
+            route = ex.route
+            auth = ex.auth
+            if route is None:
+                stats.record("", ex.status, time.monotonic() - ex.start_time, None, None)
+            elif route.jwt is not None and auth is not None:
+                # Only configured issuers become label values: a token's own `iss` is attacker-controlled.
+                issuer = auth.issuer
+                stats.record(route.name, ex.status, time.monotonic() - ex.start_time,
+                             issuer if issuer in route.jwt_issuers else "", auth.reason or "ok")
+            else:
+                stats.record(route.name, ex.status, time.monotonic() - ex.start_time, None, None)
         hook = self.ctx.on_request
         if hook is not None:
             hook(ex)
