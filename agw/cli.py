@@ -91,16 +91,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _admin_addr(value: str) -> Optional[tuple[str, int]]:
-    if value in ("off", "none", ""):
-        return None
-    from .proxy.app import parse_address
-    return parse_address(value)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     from .proxy.accesslog import AccessLog, open_sink
-    from .proxy.app import ConfigSource, Runtime, install_uvloop, serve
+    from .proxy.app import ConfigSource, Runtime, install_uvloop, parse_admin, serve
 
     if not args.files:
         from .devtools.demo import run_demo
@@ -113,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in e.lines():
             print(line, file=sys.stderr)
         return 2
-    admin = _admin_addr(args.admin)
+    admin = parse_admin(args.admin)
     source = ConfigSource(args.files, resolve)
     if args.workers > 1:
         from .proxy.workers import run_workers

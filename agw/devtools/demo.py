@@ -12,7 +12,7 @@ import sys
 
 from ..config.loader import LoadedConfig, decode_native
 from ..proxy.accesslog import AccessLog, open_sink
-from ..proxy.app import Runtime, install_uvloop, serve
+from ..proxy.app import Runtime, install_uvloop, parse_admin, serve
 from .demo_backend import DemoBackend
 from .dev_idp import DEVELOPMENT_ONLY_BANNER, DevIdp
 
@@ -72,10 +72,7 @@ async def _demo(args: argparse.Namespace, host: str) -> int:
         loaded = LoadedConfig(decode_native(demo_config(idp, backend.port, host)))
         runtime = Runtime(loaded)
         sink = open_sink(getattr(args, "access_log", "-"))
-        admin = None
-        if getattr(args, "admin", "off") not in ("off", "none", ""):
-            from ..proxy.app import parse_address
-            admin = parse_address(args.admin)
+        admin = parse_admin(getattr(args, "admin", "off"))
 
         def announce() -> None:
             print(DEVELOPMENT_ONLY_BANNER, file=sys.stderr)

@@ -15,7 +15,6 @@ import time
 from typing import Any, Callable, Optional
 
 from ..config import ConfigError, LoadedConfig
-from ..config.durations import parse_duration
 from ..config.model import JwtAuth
 from .accesslog import AccessLog
 from .metrics import Stats, render
@@ -329,9 +328,16 @@ async def _watch(source: ConfigSource, reload: Callable[[], None]) -> None:
             reload()
 
 
+def parse_admin(value: str) -> Optional[tuple[str, int]]:
+    """The `--admin` value: `host:port`, `:port` (127.0.0.1), or `off`/`none` for no admin listener."""
+    if value in ("off", "none", ""):
+        return None
+    return parse_address(value)
+
+
 def parse_address(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return (host.strip("[]") or default_host), int(port)
 
 
-__all__ = ["ConfigSource", "Runtime", "Worker", "serve", "install_uvloop", "parse_address", "parse_duration"]
+__all__ = ["ConfigSource", "Runtime", "Worker", "serve", "install_uvloop", "parse_address", "parse_admin"]

@@ -38,13 +38,13 @@ def simple_response(code: int, body: bytes, *, keep_alive: bool,
 
 
 class ErrorResponse:
-    """A prebuilt error answer in its keep-alive and close variants."""
-    __slots__ = ("code", "body", "keep_alive", "close")
+    """An error agw answers itself: its code and body, and the whole answer prebuilt for when the connection
+    closes after it (the keep-alive variant is built per request: it may carry HEAD / extra headers)."""
+    __slots__ = ("code", "body", "close")
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
         self.body = message.encode() + b"\n"
-        self.keep_alive = simple_response(code, self.body, keep_alive=True)
         self.close = simple_response(code, self.body, keep_alive=False)
 
 
@@ -56,6 +56,7 @@ BAD_GATEWAY = ErrorResponse(502, "upstream connect error")
 BAD_GATEWAY_RESPONSE = ErrorResponse(502, "upstream sent an invalid response")
 UPSTREAM_RESET = ErrorResponse(502, "upstream connection reset before response")
 SERVICE_UNAVAILABLE = ErrorResponse(503, "server shutting down")
+TOO_MANY_CONNECTIONS = ErrorResponse(503, "too many connections")
 GATEWAY_TIMEOUT = ErrorResponse(504, "upstream request timeout")
 CONNECT_TIMEOUT = ErrorResponse(504, "upstream connect timeout")
 NOT_IMPLEMENTED = ErrorResponse(501, "not implemented")

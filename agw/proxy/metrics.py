@@ -12,7 +12,7 @@ try:
     import cython
 except ImportError:  # running uncompiled without Cython installed
     from . import _cython_shim as cython  # type: ignore[no-redef]
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 
 # Seconds; the usual latency buckets of a proxy (Envoy's are similar).

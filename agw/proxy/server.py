@@ -134,7 +134,7 @@ class ClientProtocol:
         self.peer = (peer[0] if isinstance(peer, tuple) else "unix").encode()
         if ctx.draining or len(ctx.connections) >= ctx.max_connections:
             transport.write(H.SERVICE_UNAVAILABLE.close if ctx.draining else
-                            H.simple_response(503, b"too many connections\n", keep_alive=False))
+                            H.TOO_MANY_CONNECTIONS.close)
             transport.close()
             self.closing = True
             return
