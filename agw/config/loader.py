@@ -123,7 +123,7 @@ def load(paths: list[str], resolve: Optional[dict[str, str]] = None,
     native = [d for d in docs if not is_kube_object(d.body)]
     kube_docs = [d for d in docs if is_kube_object(d.body)]
     binds: list = []
-    settings: Optional[dict] = None
+    settings = Config().config
     problems: list[tuple[str, str]] = []
     base_dir = native[0].base_dir if native else (docs[0].base_dir if docs else ".")
     for d in native:
@@ -131,11 +131,10 @@ def load(paths: list[str], resolve: Optional[dict[str, str]] = None,
         problems += check_config(cfg)
         binds.extend(cfg.binds)
         if "config" in d.body:
-            settings = d.body["config"]
+            settings = cfg.config       # the last file that sets `config:` wins
     if problems:
         raise ConfigError(problems)
-    result_cfg = msgspec.structs.replace(
-        Config(), binds=binds, config=decode_native({"config": settings}).config if settings else Config().config)
+    result_cfg = msgspec.structs.replace(Config(), binds=binds, config=settings)
     loaded = LoadedConfig(result_cfg, base_dir=base_dir, files=list(paths))
     if kube_docs:
         from .kube import translate
