@@ -10,12 +10,14 @@ Lines, in order:
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .errors import ConfigError, join_path
-from .kube import INVALID, Translation
 from .loader import LoadedConfig, load
 from .model import JwtAuth
+
+if TYPE_CHECKING:
+    from .kube import Translation
 
 
 def check_files(paths: list[str], resolve: Optional[dict[str, str]] = None,
@@ -43,6 +45,7 @@ def report(loaded: LoadedConfig) -> tuple[list[str], bool]:
     lines: list[str] = []
     errors: list[str] = []
     if kube is not None:
+        from .kube import INVALID   # only a config with Kubernetes objects needs the translation module
         for binding in kube.policies:
             if binding.keys_checked:
                 continue
