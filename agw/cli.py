@@ -23,7 +23,9 @@ def _parse_resolve(values: list[str]) -> dict[str, str]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(dev_idp_options: bool = True) -> argparse.ArgumentParser:
+    """The `agw` argument parser. `dev_idp_options=False` leaves out the options of `agw dev-idp` (only its
+    own help needs them), so `agw run` never imports the development identity provider."""
     p = argparse.ArgumentParser(prog="agw", description="A fast reverse proxy that authenticates every "
                                 "request with a JSON Web Token.")
     p.add_argument("--version", action="version", version=f"agw {__version__}")
@@ -58,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     idp = sub.add_parser("dev-idp", help="FOR DEVELOPMENT ONLY: a local identity provider with Keycloak's "
                          "paths that issues tokens to anyone who knows user1/password")
-    from .devtools.dev_idp import build_arg_parser
-    build_arg_parser(idp)
+    if dev_idp_options:
+        from .devtools.dev_idp import build_arg_parser
+        build_arg_parser(idp)
     return p
 
 
@@ -127,7 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if argv[:1] == ["dev-idp"] and not {"-h", "--help"} & set(argv):
         from .devtools.dev_idp import main as dev_idp_main
         return dev_idp_main(argv[1:])
-    parser = build_parser()
+    parser = build_parser(dev_idp_options=argv[:1] == ["dev-idp"])
     args = parser.parse_args(argv)
     from .proxy.accesslog import setup_logging
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
