@@ -1,4 +1,4 @@
-"""Builds agw's Cython verification core (agw/_fastjwt.pyx).
+"""Builds agw's Cython extensions: the verification core (agw/_fastjwt.pyx), the head scanner and the proxy hot path.
 
 Set AGW_DEBUG=1 for a build with bounds checks and assertions kept on (as CI's debug job would use).
 """
@@ -19,7 +19,9 @@ directives = {
 }
 
 compile_args = ["-O2"] + (["-UNDEBUG", "-O0", "-g"] if debug else [])
-fastjwt = [Extension("agw._fastjwt", ["agw/_fastjwt.pyx"], extra_compile_args=compile_args)]
+fastjwt = [Extension("agw._fastjwt", ["agw/_fastjwt.pyx"], extra_compile_args=compile_args),
+           # C scanning of plain HTTP/1.1 heads (no Python call per header); falls back to llhttp
+           Extension("agw.proxy.headscan", ["agw/proxy/headscan.pyx"], extra_compile_args=compile_args)]
 # The proxy's hot path: Cython pure-Python-mode modules (they also run uncompiled). They are written with
 # Python semantics (negative indexes, no manual bounds), so they keep Cython's safe indexing directives.
 proxy = [

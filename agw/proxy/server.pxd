@@ -55,6 +55,8 @@ cdef class ClientProtocol:
     cpdef write(self, bytes data)
     cpdef flush(self)
     cpdef exchange_done(self, Exchange ex)
+    cpdef dispatch(self, Exchange ex)
+    cpdef Py_ssize_t _scan_plain_requests(self, bytes data) except -1
 
 cdef class Exchange:
     cdef public ClientProtocol proto

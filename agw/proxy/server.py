@@ -28,6 +28,11 @@ from .metrics import Stats
 from .routing import RouteRuntime, Router
 from .upstream import Target, UpstreamConnection
 
+try:
+    from .headscan import scan_request as _scan_request
+except ImportError:  # the C scanner is not built: every request head goes through llhttp
+    _scan_request = None
+
 log = logging.getLogger("agw.proxy")
 
 # Reasons reading from the client is paused (a bitmask, so each reason is lifted on its own).
@@ -197,6 +202,13 @@ class ClientProtocol:
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        if self.parsing is None and self.headers_done and _scan_request is not None:
+            # llhttp is between messages: plain requests are taken whole by the C scanner.
+            start = self._scan_plain_requests(data)
+            if start >= len(data) or self.closing:
+                return
+            if start:
+                data = data[start:]
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -222,6 +234,24 @@ class ClientProtocol:
             self.raw_head_bytes += len(data)
             if self.raw_head_bytes > self.ctx.max_header_bytes + 8192:
                 self.fail(H.HEADERS_TOO_LARGE)
+
+    def _scan_plain_requests(self, data: bytes) -> int:
+        """Dispatch the requests at the start of `data` that the C scanner takes whole (plain heads, no
+        body), as llhttp's callbacks would. Returns the offset from which llhttp must parse."""
+        ctx = self.ctx
+        start = 0
+        end = len(data)
+        while start < end and not self.closing:
+            head = _scan_request(data, start, ctx.special_headers, ctx.max_header_bytes, ctx.max_headers)
+            if head is None:
+                break
+            start, method, target, headers, lines, hdict, keep_alive, http10 = head
+            self.requests += 1
+            ex = Exchange(self, method, target, headers, [lines], hdict, keep_alive, http10)
+            self.dispatch(ex)
+            self.parsing = None
+            ex.on_request_complete()
+        return start
 
     def fail(self, error: H.ErrorResponse) -> None:
         """A request could not be parsed: answer once the requests before it are answered, then close."""
@@ -330,8 +360,11 @@ class ClientProtocol:
             raise _Refused(H.BAD_REQUEST)
         self.headers_done = True
         self.requests += 1
-        ex = Exchange(self, p.get_method(), self.url, self.headers, self.lines, hdict,
-                      p.should_keep_alive(), version == "1.0")
+        self.dispatch(Exchange(self, p.get_method(), self.url, self.headers, self.lines, hdict,
+                               p.should_keep_alive(), version == "1.0"))
+
+    def dispatch(self, ex: "Exchange") -> None:
+        """A request head is complete: answer it now, or after the requests before it (pipelining)."""
         self.parsing = ex
         if self.active is None:
             self._disarm()
@@ -420,7 +453,9 @@ class Exchange:
         self.upstream: Optional[Target] = None
         self.body_buffer: Optional[list] = []
         self.body_buffered = 0
-        self.request_chunked = b"chunked" in hdict.get(b"transfer-encoding", b"").lower()
+        te = hdict.get(b"transfer-encoding")
+        # (find, not `in`: bytes.__contains__ first tries its argument as an int and pays for a TypeError)
+        self.request_chunked = te is not None and te.lower().find(b"chunked") >= 0
         # A request without a body is complete once its head is: an early answer (401, 404) can then keep
         # the connection, since nothing of this request is left unread.
         self.request_done = not self.request_chunked and hdict.get(b"content-length", b"0") == b"0"

@@ -13,6 +13,12 @@ cdef class UpstreamConnection:
     cdef public bint has_length
     cdef public bint got_bytes
     cdef public bint closed
+    cdef public bint in_message
+    cdef public Py_ssize_t body_left
+    cdef public bint keep
+
+    cpdef relay_head(self, bytes data, tuple head)
+    cpdef relay_body(self, bytes data, Py_ssize_t start)
 
 cdef class Target:
     cdef public object host

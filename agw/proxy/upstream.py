@@ -24,6 +24,14 @@ from ..config.model import Backend, Settings
 from ..config.validate import split_host_port
 from .http import HOP_BY_HOP as _HOP_BY_HOP
 
+try:
+    from .headscan import scan_response as _scan_response
+except ImportError:  # the C scanner is not built: every response head goes through llhttp
+    _scan_response = None
+
+# Response heads larger than this are left to llhttp (the C scanner's bound, not a limit on responses).
+SCAN_HEAD_LIMIT = 65536
+
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Exchange
 
@@ -46,6 +54,9 @@ class UpstreamConnection:
         self.has_length = False
         self.got_bytes = False
         self.closed = False
+        self.in_message = False       # llhttp is inside a response (between its begin and complete)
+        self.body_left = -1           # bytes of a C-scanned response's body still to come; -1: none
+        self.keep = True              # that response allows keep-alive
 
     # --- asyncio.Protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -67,7 +78,18 @@ class UpstreamConnection:
         proto = ex.proto
         proto.cork = []
         try:
-            self.parser.feed_data(data)
+            if self.body_left >= 0:
+                self.relay_body(data, 0)
+            elif not self.in_message and _scan_response is not None and not ex.head_only:
+                # Between messages: a plain Content-Length response is taken by the C scanner, its body
+                # counted here; anything else (chunked, 1xx, 204/304, odd bytes) goes to llhttp.
+                head = _scan_response(data, SCAN_HEAD_LIMIT)
+                if head is None:
+                    self.parser.feed_data(data)
+                else:
+                    self.relay_head(data, head)
+            else:
+                self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.reusable = False
             if self.exchange is not None:
@@ -75,6 +97,38 @@ class UpstreamConnection:
             self.close()
         finally:
             proto.flush()
+
+    def relay_head(self, data: bytes, head: tuple) -> None:
+        end, status, reason, lines, length, keep = head
+        self.lines = [lines]
+        self.special = []
+        self.has_length = True
+        self.status_reason = reason
+        self.keep = keep
+        self.body_left = length
+        self.exchange.on_response_head(self, status, reason, keep)
+        self.relay_body(data, end)
+
+    def relay_body(self, data: bytes, start) -> None:  # start: an offset into data
+        """Pass on the body of a C-scanned response; complete it when Content-Length bytes have come."""
+        left = self.body_left
+        size = len(data) - start
+        if size > 0 and left > 0:
+            if size > left:
+                size = left
+            left -= size
+            self.body_left = left
+            ex = self.exchange
+            if ex is not None:
+                ex.on_response_body(data if start == 0 and size == len(data) else data[start:start + size])
+            start += size
+        if left == 0:
+            self.body_left = -1
+            if start < len(data) or not self.keep:
+                self.reusable = False   # bytes after the response, or Connection: close
+            ex = self.exchange
+            if ex is not None:
+                ex.on_response_complete(self)
 
     def eof_received(self) -> Optional[bool]:
         return None  # close the transport; connection_lost reports it
@@ -98,6 +152,7 @@ class UpstreamConnection:
 
     # --- httptools callbacks -----------------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self.in_message = True
         self.lines = []
         self.special = []
         self.has_length = False
@@ -127,6 +182,7 @@ class UpstreamConnection:
             ex.on_response_body(body)
 
     def on_message_complete(self) -> None:
+        self.in_message = False
         ex = self.exchange
         if ex is not None:
             if not self.parser.should_keep_alive():

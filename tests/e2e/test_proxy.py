@@ -164,6 +164,31 @@ def test_pipelined_requests_answered_in_order(proxy):
         assert status == 404
 
 
+def test_pipelined_mix_of_plain_and_unusual_requests(proxy):
+    """Plain heads (taken by the C scanner) and heads llhttp parses (a body, a repeated field, a head split
+    across reads) on one connection, in one stream: answered in order, each forwarded intact."""
+    with RawConnection(proxy.port) as c:
+        second_half = b"st: 127.0.0.1\r\nX-Last: 1\r\n\r\n"
+        c.send(b"GET /headers?n=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+               b"POST /sha256 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello"
+               b"GET /headers?n=2 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Dup: a\r\nX-Dup: b\r\n\r\n"
+               b"GET /headers?n=3 HTTP/1.1\r\nHo")
+        status, _, body = read(c)
+        assert status == 200 and json.loads(body)["target"] == "/headers?n=0"
+        status, _, body = read(c)
+        assert status == 200 and json.loads(body) == {
+            "sha256": hashlib.sha256(b"hello").hexdigest(), "length": 5, "chunked": False}
+        status, _, body = read(c)
+        assert status == 200 and [v for n, v in json.loads(body)["headers"] if n == "X-Dup"] == ["a", "b"]
+        c.send(second_half)
+        status, _, body = read(c)
+        got = json.loads(body)
+        assert status == 200 and got["target"] == "/headers?n=3" and ["X-Last", "1"] in got["headers"]
+        c.send(b"GET /headers?n=4 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _, body = read(c)
+        assert status == 200 and json.loads(body)["target"] == "/headers?n=4"
+
+
 def test_http10_without_keepalive_is_closed(proxy):
     with RawConnection(proxy.port) as c:
         c.send(b"GET /headers HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
