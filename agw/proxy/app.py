@@ -269,8 +269,6 @@ async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: fl
                 access_log: Optional[AccessLog] = None, sockets: Optional[dict] = None,
                 ready_event: Optional[Callable[[], None]] = None) -> int:
     """Run one worker until SIGTERM/SIGINT (reloading on SIGHUP or a changed file); returns the exit code."""
-    from .admin import AdminServer
-
     loop = asyncio.get_running_loop()
     worker = Worker(runtime, reuse_port=reuse_port, access_log=access_log, sockets=sockets)
     stop = asyncio.Event()
@@ -286,6 +284,8 @@ async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: fl
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     admin_servers = []
+    if admin is not None or admin_unix is not None:
+        from .admin import AdminServer   # not loaded at all with --admin off
     if admin is not None:
         admin_servers.append(AdminServer(worker))
         await admin_servers[-1].start(*admin)
