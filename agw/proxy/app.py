@@ -6,6 +6,7 @@ requests in flight before it exits.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -215,6 +216,9 @@ class Worker:
         for pool in old.pools.values():
             pool.retire()
         await old.close_policies()
+        # A forked worker starts with the supervisor's start-up objects frozen (see run_workers); the old
+        # config's policies hold reference cycles, so they must be collectable again now that they are retired.
+        gc.unfreeze()
 
     def ready(self) -> bool:
         return bool(self.servers) and not self.draining and self.runtime.ready()

@@ -8,6 +8,7 @@ refused once, with its reason), restarts a worker that dies unexpectedly, and se
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -195,6 +196,9 @@ def run_workers(runtime: Runtime, n: int, *, admin: Optional[tuple[str, int]], d
     except OSError as e:
         print(f"agw: cannot listen: {e}", file=sys.stderr)
         return 1
+    # Everything built so far (modules, config, key sets) is shared with the workers copy-on-write; frozen,
+    # it is never walked by a worker's garbage collector, so the pages that hold it stay shared.
+    gc.freeze()
     for i in range(n):
         sup.spawn(i)
     install_uvloop()
