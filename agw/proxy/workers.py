@@ -22,6 +22,7 @@ import orjson
 
 from ..config import ConfigError
 from .accesslog import AccessLog, open_sink
+from .admin import AdminServer   # loaded before the fork: every worker serves its admin socket with it
 from .app import ConfigSource, Runtime, install_uvloop, make_listen_socket, serve
 from .metrics import merge, render
 
@@ -138,8 +139,6 @@ class Supervisor:
                 pass
 
     async def run(self, admin: Optional[tuple[str, int]]) -> int:
-        from .admin import AdminServer
-
         loop = asyncio.get_running_loop()
 
         def stop() -> None:
