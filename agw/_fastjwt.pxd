@@ -69,7 +69,9 @@ cdef class Provider:
 
 
 cdef class CacheEntry:
+    cdef bytes token
     cdef double exp
+    cdef double nbf
     cdef long long generation
     cdef Provider provider
     cdef AuthResult result
@@ -106,11 +108,15 @@ cdef class Core:
     cdef Py_ssize_t cache_bytes
     cdef readonly long long hits
     cdef readonly long long misses
+    cdef object report
+    cdef object on_pending
 
     cpdef object verify_token(self, bytes token, double now=*, bint allow_pending=*)
+    cdef object _cache_get(self, const unsigned char* p, Py_ssize_t n, double earliest, double latest)
+    cdef object _authenticate(self, dict headers, bytes target)
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
     cdef object _fail(self, int reason)
     cdef object _fail_for(self, int reason, str issuer)
     cdef AuthResult _success(self, dict claims, str issuer)
-    cdef void _cache_put(self, bytes token, AuthResult result, double exp, Provider provider)
+    cdef void _cache_put(self, bytes token, AuthResult result, double exp, double nbf, Provider provider)
     cdef list _claim_header_values(self, dict claims)

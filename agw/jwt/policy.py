@@ -18,13 +18,22 @@ log = logging.getLogger("agw.jwt")
 CACHE_PURGE_INTERVAL = 60.0
 
 
+Authenticate = Callable[[dict[bytes, bytes], bytes], Union[AuthResult, Awaitable[AuthResult]]]
+
+
 class JwtPolicy:
     """A compiled `jwtAuth` policy. `authenticate()` is synchronous except when a JWKS fetch must be awaited."""
+
+    # authenticate(headers, target): `headers` maps lower-case names to values (bytes), `target` is the request
+    # target. Returns an AuthResult, or an awaitable of one when a JWKS fetch must finish first. It is the
+    # Cython core's own method (bound in __init__), so a request pays no Python frame here; the core calls
+    # back into this class only to report outcomes (when `on_outcome` is set) and when keys are missing.
+    authenticate: Authenticate
 
     def __init__(self, cfg: JwtAuth, base_dir: str = ".", *, name: str = "") -> None:
         self.name = name
         self.mode: str = normalize_mode(cfg.mode) or "strict"
-        self.on_outcome: Optional[Callable[[str, str], None]] = None
+        self._on_outcome: Optional[Callable[[str, str], None]] = None
         self._providers: list[Provider] = []
         self._remote: dict[tuple[str, Optional[str]], RemoteSource] = {}
         self._purge_task: Optional[asyncio.Task] = None
@@ -66,7 +75,8 @@ class JwtPolicy:
             header_name=header_name.lower().encode("latin-1"), prefix=prefix_text.encode("latin-1"),
             param_name=param.encode(), cookie_name=cookie.encode(), cache_enabled=cfg.cache.enabled,
             cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes)
-        self._core_authenticate = self._core.authenticate
+        self._core.set_hooks(None, self._pending)
+        self.authenticate = self._core.authenticate
 
     def _attach_source(self, provider: Provider, jwks: Jwks, base_dir: str, prefix: str) -> None:
         if jwks.inline is not None:
@@ -108,17 +118,22 @@ class JwtPolicy:
 
     # -- the request path ------------------------------------------------------------------------------------
 
-    def authenticate(self, headers: dict[bytes, bytes], target: bytes) -> Union[AuthResult, Awaitable[AuthResult]]:
-        result = self._core_authenticate(headers, target)
-        if type(result) is AuthResult:
-            if self.on_outcome is not None:
-                self._report(result)
-            return result
-        return self._pending(result)
+    @property
+    def on_outcome(self) -> Optional[Callable[[str, str], None]]:
+        """Called with (issuer or "", reason or "ok") for every outcome; None (the default) costs nothing."""
+        return self._on_outcome
+
+    @on_outcome.setter
+    def on_outcome(self, hook: Optional[Callable[[str, str], None]]) -> None:
+        self._on_outcome = hook
+        self._core.set_hooks(self._report if hook is not None else None, self._pending)
 
     def _report(self, result: AuthResult) -> None:
+        hook = self._on_outcome
+        if hook is None:
+            return
         try:
-            self.on_outcome(result.issuer or "", result.reason or "ok")
+            hook(result.issuer or "", result.reason or "ok")
         except Exception:
             log.exception("jwt on_outcome hook failed")
 
@@ -132,16 +147,14 @@ class JwtPolicy:
                     waits.append(fut)
         if not waits:
             result = self._core.resolve(pending)
-            if self.on_outcome is not None:
-                self._report(result)
+            self._report(result)
             return result
         return self._after_fetch(pending, waits)
 
     async def _after_fetch(self, pending: Pending, waits: list) -> AuthResult:
         await asyncio.wait([asyncio.shield(w) for w in waits])
         result = self._core.resolve(pending)
-        if self.on_outcome is not None:
-            self._report(result)
+        self._report(result)
         return result
 
     # -- lifecycle -------------------------------------------------------------------------------------------

@@ -244,3 +244,55 @@ def test_failures_are_not_cached():
     for _ in range(3):
         p.authenticate(bearer(GOOD[:-2] + b"AA"), b"/")
     assert p.stats()["cache"]["entries"] == 0
+
+
+def test_a_cached_token_with_its_payload_changed_is_not_a_hit():
+    """The cache finds entries by the token's tail (its signature); a token with the same signature and
+    length but another payload must still be compared in full and refused."""
+    p = policy()
+    tok = token("RS256", kid="rsa", payload=claims(sub="alice"))
+    assert p.authenticate(bearer(tok), b"/").allowed
+    header, payload, sig = tok.split(b".")
+    middle = len(payload) // 2
+    swapped = b"B" if payload[middle:middle + 1] != b"B" else b"C"
+    forged = b".".join([header, payload[:middle] + swapped + payload[middle + 1:], sig])
+    assert len(forged) == len(tok) and forged != tok and forged.endswith(sig)
+    assert not p.authenticate(bearer(forged), b"/").allowed
+    assert p.authenticate(bearer(tok), b"/").subject == "alice"
+    assert p.stats()["cache"]["hits"] == 1
+
+
+def test_cache_hits_check_nbf_too():
+    p = policy(clock_skew="0s")
+    core = p.core
+    now = time.time()
+    tok = token("RS256", kid="rsa", payload=claims(nbf=int(now), exp=int(now) + 600))
+    assert core.verify_token(tok, now + 1).allowed
+    assert core.verify_token(tok, now + 2).allowed and core.cache_stats()["hits"] == 1
+    assert core.verify_token(tok, now - 100).reason == "not_yet_valid"   # a clock set back
+    assert core.cache_stats()["hits"] == 1
+
+
+def test_cache_hits_through_authenticate_end_at_exp_on_the_wall_clock():
+    """authenticate() checks hits against the coarse clock, widened so that it never accepts late."""
+    p = policy(clock_skew="0s")
+    exp = int(time.time()) + 1
+    tok = token("RS256", kid="rsa", payload=claims(exp=exp))
+    assert p.authenticate(bearer(tok), b"/").allowed
+    assert p.authenticate(bearer(tok), b"/").allowed
+    assert p.stats()["cache"]["hits"] == 1
+    while time.time() < exp:
+        time.sleep(0.05)
+    assert p.authenticate(bearer(tok), b"/").reason == "expired"
+
+
+def test_authenticate_is_the_cores_method_and_still_reports_and_waits():
+    p = policy()
+    assert p.authenticate == p.core.authenticate   # no Python wrapper in front of the core
+    seen = []
+    p.on_outcome = lambda issuer, reason: seen.append(reason)
+    p.authenticate(bearer(GOOD), b"/")
+    p.authenticate(bearer(GOOD), b"/")
+    p.on_outcome = None
+    p.authenticate(bearer(GOOD), b"/")
+    assert seen == ["ok", "ok"]
