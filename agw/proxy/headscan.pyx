@@ -283,7 +283,7 @@ def scan_response(bytes data, Py_ssize_t max_head_bytes):
     cdef Field* f
     cdef int status, token
     cdef long long length = -1
-    cdef bint close = False
+    cdef bint close = False, seen_connection = False
 
     if end < 16 or not (p[0] == b'H' and p[1] == b'T' and p[2] == b'T' and p[3] == b'P' and p[4] == b'/'
                         and p[5] == b'1' and p[6] == b'.' and p[7] == b'1' and p[8] == b' '):
@@ -326,8 +326,9 @@ def scan_response(bytes data, Py_ssize_t max_head_bytes):
                 return None
             elif _ieq(p + f.name, f.name_len, b"connection"):
                 token = _connection_token(p + f.value, f.value_len)
-                if token == 0:
-                    return None
+                if token == 0 or seen_connection:
+                    return None      # llhttp's flags from several Connection lines accumulate
+                seen_connection = True
                 close = token == 1
             elif not _is_hop_by_hop(p + f.name, f.name_len):
                 used += _put_line(buf + used, p, f)
