@@ -15,6 +15,7 @@ which the two agree.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 
 cdef enum:
@@ -105,6 +106,7 @@ cdef Py_ssize_t _scan_fields(const unsigned char* p, Py_ssize_t i, Py_ssize_t en
     """Field lines from p[i] up to the empty line. Returns the offset just past the head's final CRLF,
     or -1 when the head is incomplete, over `max_fields`, or outside the plain subset."""
     cdef Py_ssize_t n = 0, start, vstart
+    cdef uint64_t w
     while True:
         if i >= end:
             return -1
@@ -126,6 +128,12 @@ cdef Py_ssize_t _scan_fields(const unsigned char* p, Py_ssize_t i, Py_ssize_t en
         while i < end and (p[i] == b' ' or p[i] == b'\t'):
             i += 1
         vstart = i
+        # Eight bytes at a time while all are printable ASCII (0x20-0x7e), then byte by byte (HTAB, CR).
+        while i + 8 <= end:
+            memcpy(&w, p + i, 8)
+            if ((w - 0x2020202020202020ULL) | ((w + 0x0101010101010101ULL) | w)) & 0x8080808080808080ULL:
+                break
+            i += 8
         while i < end and VCHAR[p[i]]:
             i += 1
         if i + 1 >= end or p[i] != b'\r' or p[i + 1] != b'\n':
@@ -138,12 +146,34 @@ cdef Py_ssize_t _scan_fields(const unsigned char* p, Py_ssize_t i, Py_ssize_t en
         i += 2
 
 
-cdef inline bint _is_hop_by_hop(const unsigned char* name, Py_ssize_t n) nogil:
-    """RFC 9110 7.6.1 connection-specific fields, "proxy-*" included (agw's HOP_BY_HOP)."""
-    if n >= 6 and _ieq(name, 6, b"proxy-"):
-        return True
-    return (_ieq(name, n, b"connection") or _ieq(name, n, b"keep-alive") or _ieq(name, n, b"te")
-            or _ieq(name, n, b"trailer") or _ieq(name, n, b"upgrade"))
+cdef enum FieldKind:
+    F_OTHER
+    F_CONTENT_LENGTH
+    F_TRANSFER_ENCODING
+    F_CONNECTION
+    F_UPGRADE
+    F_HOP              # any other connection-specific field (RFC 9110 7.6.1), "proxy-*" included
+
+
+cdef inline FieldKind _field_kind(const unsigned char* name, Py_ssize_t n) noexcept nogil:
+    """What a field name means to a proxy; dispatched on length so most names cost one comparison."""
+    if n >= 6 and (name[0] | 0x20) == b'p' and _ieq(name, 6, b"proxy-"):
+        return F_HOP
+    if n == 14:
+        return F_CONTENT_LENGTH if _ieq(name, n, b"content-length") else F_OTHER
+    if n == 10:
+        if _ieq(name, n, b"connection"):
+            return F_CONNECTION
+        return F_HOP if _ieq(name, n, b"keep-alive") else F_OTHER
+    if n == 17:
+        return F_TRANSFER_ENCODING if _ieq(name, n, b"transfer-encoding") else F_OTHER
+    if n == 7:
+        if _ieq(name, n, b"upgrade"):
+            return F_UPGRADE
+        return F_HOP if _ieq(name, n, b"trailer") else F_OTHER
+    if n == 2:
+        return F_HOP if _ieq(name, n, b"te") else F_OTHER
+    return F_OTHER
 
 
 cdef inline int _connection_token(const unsigned char* v, Py_ssize_t n) nogil:
@@ -197,6 +227,7 @@ def scan_request(bytes data, Py_ssize_t start, frozenset special, Py_ssize_t max
     cdef Field* f
     cdef bint http10, close = False, keep = False
     cdef int token
+    cdef FieldKind kind
     cdef bytes lname, value
     cdef char* lp
     cdef Py_ssize_t j
@@ -243,12 +274,13 @@ def scan_request(bytes data, Py_ssize_t start, frozenset special, Py_ssize_t max
                 lp[j] = _lower(p[f.name + j])
             if lname in hdict:
                 return None          # repeated fields: llhttp's path combines them (and refuses two Hosts)
-            if _ieq(p + f.name, f.name_len, b"transfer-encoding") or _ieq(p + f.name, f.name_len, b"upgrade"):
+            kind = _field_kind(p + f.name, f.name_len)
+            if kind == F_TRANSFER_ENCODING or kind == F_UPGRADE:
                 return None
-            if _ieq(p + f.name, f.name_len, b"content-length"):
+            if kind == F_CONTENT_LENGTH:
                 if f.value_len != 1 or p[f.value] != b'0':
                     return None      # a body: llhttp frames it
-            elif _ieq(p + f.name, f.name_len, b"connection"):
+            elif kind == F_CONNECTION:
                 token = _connection_token(p + f.value, f.value_len)
                 if token == 0:
                     return None      # names other fields: those become hop-by-hop (llhttp's path drops them)
@@ -256,7 +288,7 @@ def scan_request(bytes data, Py_ssize_t start, frozenset special, Py_ssize_t max
                 keep = token == 2
             value = PyBytes_FromStringAndSize(<const char*>p + f.value, f.value_len)
             hdict[lname] = value
-            if lname in special or (f.name_len >= 6 and _ieq(p + f.name, 6, b"proxy-")):
+            if lname in special or (kind == F_HOP and f.name_len > 6 and _ieq(p + f.name, 6, b"proxy-")):
                 special_fields.append((lname, PyBytes_FromStringAndSize(<const char*>p + f.name, f.name_len), value))
             else:
                 used += _put_line(buf + used, p, f)
@@ -282,6 +314,7 @@ def scan_response(bytes data, Py_ssize_t max_head_bytes):
     cdef Field fields[MAX_SPANS]
     cdef Field* f
     cdef int status, token
+    cdef FieldKind kind
     cdef long long length = -1
     cdef bint close = False, seen_connection = False
 
@@ -313,7 +346,10 @@ def scan_response(bytes data, Py_ssize_t max_head_bytes):
     try:
         for k in range(count):
             f = &fields[k]
-            if _ieq(p + f.name, f.name_len, b"content-length"):
+            kind = _field_kind(p + f.name, f.name_len)
+            if kind == F_OTHER:
+                used += _put_line(buf + used, p, f)
+            elif kind == F_CONTENT_LENGTH:
                 if length >= 0 or f.value_len > 15:
                     return None
                 length = 0
@@ -322,16 +358,14 @@ def scan_response(bytes data, Py_ssize_t max_head_bytes):
                         return None
                     length = length * 10 + (p[j] - 48)
                 used += _put_line(buf + used, p, f)
-            elif _ieq(p + f.name, f.name_len, b"transfer-encoding"):
-                return None
-            elif _ieq(p + f.name, f.name_len, b"connection"):
+            elif kind == F_CONNECTION:
                 token = _connection_token(p + f.value, f.value_len)
                 if token == 0 or seen_connection:
                     return None      # llhttp's flags from several Connection lines accumulate
                 seen_connection = True
                 close = token == 1
-            elif not _is_hop_by_hop(p + f.name, f.name_len):
-                used += _put_line(buf + used, p, f)
+            elif kind != F_HOP:
+                return None          # Transfer-Encoding or Upgrade
         if length < 0:
             return None
         lines = PyBytes_FromStringAndSize(buf, used)
