@@ -373,3 +373,43 @@ def scan_response(bytes data, Py_ssize_t max_head_bytes):
         if buf != small:
             PyMem_Free(buf)
     return (head_end, status, reason, lines, length, not close)
+
+
+cdef unsigned char REGNAME[256]   # RFC 3986 reg-name / IPv4 characters of a Host (pct-encoded as '%')
+cdef unsigned char IPLITERAL[256]  # inside [ ]: hex digits, ':' and '.'
+
+
+cdef void _fill_host_tables():
+    cdef int c
+    for c in range(256):
+        REGNAME[c] = 0
+        IPLITERAL[c] = 0
+    for c in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._~!$&'()*+,;=%-":
+        REGNAME[c] = 1
+    for c in b"0123456789abcdefABCDEF:.":
+        IPLITERAL[c] = 1
+
+
+_fill_host_tables()
+
+
+def valid_host(bytes host) -> bool:
+    """RFC 9112 3.2 / RFC 3986 host with an optional port: reg-name or IPv4 (possibly empty, for HTTP/1.0),
+    or an [IP-literal]; the same grammar as server.py's regular expression, without a regex call."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(host)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(host), i = 0
+    if n > 0 and p[0] == b'[':
+        i = 1
+        while i < n and IPLITERAL[p[i]]:
+            i += 1
+        if i == 1 or i >= n or p[i] != b']':
+            return False
+        i += 1
+    else:
+        while i < n and REGNAME[p[i]]:
+            i += 1
+    if i < n and p[i] == b':':
+        i += 1
+        while i < n and b'0' <= p[i] <= b'9':
+            i += 1
+    return i == n

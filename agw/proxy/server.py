@@ -28,10 +28,16 @@ from .metrics import Stats
 from .routing import RouteRuntime, Router
 from .upstream import Target, UpstreamConnection
 
+# RFC 3986 host (reg-name, IPv4, or [IP-literal]) with an optional port; empty is allowed for HTTP/1.0.
+_VALID_HOST = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?").fullmatch
 try:
     from .headscan import scan_request as _scan_request
+    from .headscan import valid_host as _valid_host
 except ImportError:  # the C scanner is not built: every request head goes through llhttp
     _scan_request = None
+
+    def _valid_host(host: bytes) -> bool:
+        return _VALID_HOST(host) is not None
 
 log = logging.getLogger("agw.proxy")
 
@@ -53,8 +59,6 @@ _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE
 
 
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
-# RFC 3986 host (reg-name, IPv4, or [IP-literal]) with an optional port; empty is allowed for HTTP/1.0.
-_VALID_HOST = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?").fullmatch
 _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 
 
@@ -495,7 +499,7 @@ class Exchange:
                 self.respond_error(H.BAD_REQUEST)   # RFC 9112 3.2: Host is required in HTTP/1.1
                 return
             host = b""
-        if _VALID_HOST(host) is None:
+        if not _valid_host(host):
             self.respond_error(H.BAD_REQUEST)       # RFC 9112 3.2: an invalid Host is a 400
             return
         router = proto.ctx.router

@@ -230,3 +230,20 @@ _response_fields = st.lists(st.one_of(_field, st.sampled_from([b"Content-Length:
 @given(_mostly([b"HTTP/1.1"], [b"HTTP/1.0", b"HTTP/2"]), _statuses, _response_fields, _eols)
 def test_scanner_agrees_with_llhttp_on_responses(version, status, fields, last_eol):
     check_response_agrees(version + b" " + status + b"\r\n" + b"".join(fields) + last_eol)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=12),
+    st.lists(st.sampled_from([b"a", b"Z", b"0", b".", b"-", b"%", b"~", b"[", b"]", b":", b"f", b"::1", b"8080",
+                              b" ", b"/", b"@", b"\xff", b"_", b"!"]), max_size=8).map(b"".join)))
+def test_host_check_matches_the_rfc_3986_grammar(host):
+    from agw.proxy.server import _VALID_HOST
+    assert headscan.valid_host(host) == (_VALID_HOST(host) is not None)
+
+
+@pytest.mark.parametrize("host,ok", [(b"", True), (b"example.com:8080", True), (b"[::1]:80", True),
+                                     (b"[::1", False), (b"[]", False), (b"a b", False), (b"a:80x", False),
+                                     (b"a/b", False), (b"a@b", False), (b"[::1]x", False)])
+def test_host_check_examples(host, ok):
+    assert headscan.valid_host(host) is ok
