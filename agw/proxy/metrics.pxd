@@ -1,8 +1,15 @@
-# C-level declarations of metrics.py's Stats (an augmenting .pxd): the server counts every request through
-# a C call, not a Python-level hook.
+# C-level declarations of metrics.py's classes (an augmenting .pxd): the server counts every request through
+# C calls, not a Python-level hook.
+cdef class RouteStats:
+    cdef public dict statuses
+    cdef public list buckets
+    cdef public double seconds
+
+    cpdef add(self, status, double seconds)
+
+
 cdef class Stats:
-    cdef public dict requests
-    cdef public dict durations
+    cdef public dict routes
     cdef public dict jwt
 
     cpdef record(self, str route, status, double seconds, jwt_provider, jwt_outcome)

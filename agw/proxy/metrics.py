@@ -6,8 +6,6 @@ supervisor summing every worker's `snapshot()`) renders the families with promet
 """
 from __future__ import annotations
 
-import bisect
-
 try:
     import cython
 except ImportError:  # running uncompiled without Cython installed
@@ -20,23 +18,40 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 @cython.cclass
-class Stats:
-    """One worker's counters. Keys are tuples of label values; values are ints (or bucket lists)."""
+class RouteStats:
+    """One route's counters: answers by status and the duration histogram, updated without hashing tuples."""
 
     def __init__(self) -> None:
-        self.requests = {}     # (route, status) -> count
-        self.durations = {}    # route -> [bucket counts..., +Inf count, sum of seconds]
+        self.statuses = {}                                   # status -> count
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)     # per bucket, then +Inf
+        self.seconds = 0.0
+
+    def add(self, status, seconds: float) -> None:
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        i = 0
+        bounds = DURATION_BUCKETS
+        n = len(bounds)
+        while i < n and seconds > bounds[i]:    # most requests land in the first few buckets
+            i += 1
+        self.buckets[i] += 1
+        self.seconds += seconds
+
+
+@cython.cclass
+class Stats:
+    """One worker's counters, per route (a `RouteStats`) and per JWT (provider, outcome)."""
+
+    def __init__(self) -> None:
+        self.routes = {}       # route name -> RouteStats
         self.jwt = {}          # (provider, outcome) -> count
 
     def record(self, route: str, status, seconds: float, jwt_provider, jwt_outcome) -> None:
         """Count one answered request (called by the compiled server for every request: keep it cheap)."""
-        key = (route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        hist = self.durations.get(route)
-        if hist is None:
-            hist = self.durations[route] = [0] * (len(DURATION_BUCKETS) + 1) + [0.0]
-        hist[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-        hist[-1] += seconds
+        counters = self.routes.get(route)
+        if counters is None:
+            counters = self.routes[route] = RouteStats()
+        counters.add(status, seconds)
         if jwt_outcome is not None:
             jkey = (jwt_provider or "", jwt_outcome)
             self.jwt[jkey] = self.jwt.get(jkey, 0) + 1
@@ -44,8 +59,8 @@ class Stats:
     def snapshot(self, runtime: Any = None) -> dict:
         """A JSON-able copy, with the gauges read from the runtime (pools, caches, JWKS)."""
         snap: dict = {
-            "requests": [[r, s, n] for (r, s), n in self.requests.items()],
-            "durations": {r: list(h) for r, h in self.durations.items()},
+            "requests": [[r, s, n] for r, c in self.routes.items() for s, n in c.statuses.items()],
+            "durations": {r: list(c.buckets) + [c.seconds] for r, c in self.routes.items()},
             "jwt": [[p, o, n] for (p, o), n in self.jwt.items()],
             "policies": [], "upstreams": [],
         }
