@@ -33,7 +33,9 @@ cdef class AuthResult:
     cdef readonly object message
     cdef readonly object www_authenticate
     cdef readonly object body
-    cdef readonly object claims
+    cdef object _claims
+    cdef readonly bytes claims_json
+    cdef readonly bint verified
     cdef readonly object issuer
     cdef readonly object subject
     cdef readonly object add_headers
@@ -117,6 +119,6 @@ cdef class Core:
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
     cdef object _fail(self, int reason)
     cdef object _fail_for(self, int reason, str issuer)
-    cdef AuthResult _success(self, dict claims, str issuer)
+    cdef AuthResult _success(self, dict claims, bytes claims_json, str issuer)
     cdef void _cache_put(self, bytes token, AuthResult result, double exp, double nbf, Provider provider)
     cdef list _claim_header_values(self, dict claims)

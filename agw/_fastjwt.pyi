@@ -19,7 +19,10 @@ class AuthResult:
     message: Optional[str]
     www_authenticate: Optional[bytes]
     body: Optional[bytes]
-    claims: Optional[dict[str, Any]]
+    @property
+    def claims(self) -> Optional[dict[str, Any]]: ...   # decoded from claims_json on each access
+    claims_json: Optional[bytes]
+    verified: bool
     issuer: Optional[str]
     subject: Optional[str]
     add_headers: list[tuple[bytes, bytes]]

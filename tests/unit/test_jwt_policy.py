@@ -1,6 +1,7 @@
 """JwtPolicy: modes, token locations, credential removal, claimsToHeaders, providers, config errors, cache."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -296,3 +297,53 @@ def test_authenticate_is_the_cores_method_and_still_reports_and_waits():
     p.on_outcome = None
     p.authenticate(bearer(GOOD), b"/")
     assert seen == ["ok", "ok"]
+
+
+def test_the_cache_holds_to_max_bytes_in_real_memory():
+    """cache.maxBytes bounds what the entries really hold (as tracemalloc counts it), not a guess below it."""
+    import gc
+    import tracemalloc
+    max_bytes = 200_000
+    p = policy(cache=TokenCache(max_bytes=max_bytes),
+               claims_to_headers=[ClaimHeader(claim="sub", header="x-user"),
+                                  ClaimHeader(claim="realm_access.roles", header="x-roles")])
+    roles = {"roles": ["default-roles", "offline_access", "uma_authorization", "manage-account"]}
+    requests = [bearer(token("HS256", kid="hmac",
+                             payload=claims(sub=f"user-{i:06d}", jti=f"{i:032d}", realm_access=roles,
+                                            scope="openid email profile", email=f"user{i}@example.com")))
+                for i in range(400)]
+    assert p.authenticate(requests[0], b"/").allowed
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for headers in requests[1:]:
+            assert p.authenticate(headers, b"/").allowed
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    stats = p.stats()["cache"]
+    assert stats["bytes"] <= max_bytes and stats["entries"] < 400    # it did evict
+    assert held <= max_bytes, f"{stats['entries']} entries hold {held} bytes, more than maxBytes {max_bytes}"
+
+
+def test_claims_of_a_cached_result_cannot_be_changed_through_it():
+    p = policy()
+    first = p.authenticate(bearer(GOOD), b"/")
+    assert first.verified and first.claims["sub"] == "alice"
+    first.claims["sub"] = "mallory"                       # a fresh dict each access
+    again = p.authenticate(bearer(GOOD), b"/")
+    assert again is first and again.claims["sub"] == "alice" and again.subject == "alice"
+    assert not p.authenticate({}, b"/").verified
+
+
+@pytest.mark.parametrize("tricky", ['a\\"b:{[', 'ends with a backslash \\\\', '\\\\\\":', '\\u0022}:'])
+def test_duplicate_claims_are_found_past_strings_with_escapes(tricky):
+    base = json.dumps(claims())[:-1]                       # '{"iss": ..., "iat": N' without the closing brace
+    once = f'{base}, "note": "{tricky}"}}'.encode()
+    assert json.loads(once)["note"]                        # the test's own JSON is valid
+    assert policy().authenticate(bearer(token("RS256", kid="rsa", raw_payload=once)), b"/").allowed
+    twice = f'{base}, "note": "{tricky}", "sub": "mallory"}}'.encode()
+    r = policy().authenticate(bearer(token("RS256", kid="rsa", raw_payload=twice)), b"/")
+    assert r.reason == "malformed"
