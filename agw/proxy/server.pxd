@@ -1,6 +1,7 @@
 # C-level declarations of server.py's classes (an augmenting .pxd: server.py stays plain Python and
 # runs uncompiled too). Typed attributes make the per-request work C struct accesses.
 from agw.proxy.metrics cimport Stats
+from agw.proxy.routing cimport RouteRuntime, Router
 from agw.proxy.upstream cimport Target, UpstreamConnection
 
 
@@ -8,7 +9,7 @@ cdef class Exchange
 
 
 cdef class ServerContext:
-    cdef public object router
+    cdef public Router router
     cdef public bytes scheme
     cdef public set connections
     cdef public bint draining
@@ -67,7 +68,7 @@ cdef class Exchange:
     cdef public dict hdict
     cdef public bint keep_alive
     cdef public bint http10
-    cdef public object route
+    cdef public RouteRuntime route
     cdef public UpstreamConnection conn
     cdef public Target upstream
     cdef public list body_buffer
