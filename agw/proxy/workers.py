@@ -120,7 +120,7 @@ class Supervisor:
         if self.source is None:
             return
         try:
-            self.source.build()
+            runtime = self.source.build()
         except ConfigError as e:
             log.error("reload refused, still serving the previous config: %s", "; ".join(e.lines()),
                       extra={"event": "reload_refused"})
@@ -129,6 +129,14 @@ class Supervisor:
             log.error("reload refused, still serving the previous config: %s", e,
                       extra={"event": "reload_refused"})
             return
+        # A worker restarted later must start on this config, not the one agw started with; and a bind the
+        # new config drops must stop listening: the supervisor's copies of its sockets would otherwise
+        # keep accepting connections into a queue no worker reads.
+        self.runtime = runtime
+        wanted = {(b.address, b.port) for b in runtime.loaded.config.binds}
+        for socks in self.sockets:
+            for key in [k for k in socks if k not in wanted]:
+                socks.pop(key).close()
         self.signal_all(signal.SIGHUP)
 
     def signal_all(self, sig: int) -> None:

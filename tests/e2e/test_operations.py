@@ -319,6 +319,42 @@ def test_sighup_bad_config_is_refused_and_the_old_one_keeps_serving(agw_proxy, b
     assert get(proxy, "/headers", host="new.test").status == 200
 
 
+def test_sighup_with_workers_drops_a_removed_bind_and_restarted_workers_keep_the_new_config(agw_proxy, backend):
+    port, other = free_port(), free_port()
+    two_binds = config(backend, port=port)
+    two_binds["binds"].append(config(backend, port=other)["binds"][0])
+    proxy = agw_proxy(two_binds, extra_args=("--workers", "2", "--access-log", "off"), wait_readyz=True)
+    assert get(proxy, "/headers").status == 200
+    with RawConnection(other) as conn:
+        assert conn.request("GET", "/headers", host="app.test").status == 200
+    proxy.write_config(config(backend, port=port, extra_routes=(
+        {"name": "new", "hostnames": ["new.test"], "backends": [{"host": f"127.0.0.1:{backend}"}]},)))
+    proxy.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while count_logs(proxy, "reloaded") < 2:
+        assert time.monotonic() < deadline, proxy.output()
+        time.sleep(0.05)
+    # The dropped bind no longer accepts connections (none left queued where no worker reads).
+    for _ in range(10):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", other), timeout=2).close()
+    # A worker that dies is restarted on the reloaded config.
+    workers = subprocess.run(["pgrep", "-P", str(proxy.proc.pid)], capture_output=True, text=True).stdout.split()
+    os.kill(int(workers[0]), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while True:
+        now = subprocess.run(["pgrep", "-P", str(proxy.proc.pid)], capture_output=True, text=True).stdout.split()
+        if len(now) == 2 and workers[0] not in now:
+            break
+        assert time.monotonic() < deadline, proxy.output()
+        time.sleep(0.05)
+    while proxy.admin_get("/readyz")[0] != 200:
+        assert time.monotonic() < deadline + 10, proxy.output()
+        time.sleep(0.05)
+    # Fresh connections land on either worker: every one sees the new route.
+    assert [get(proxy, "/headers", host="new.test").status for _ in range(30)] == [200] * 30
+
+
 def test_watch_picks_up_a_changed_file(agw_proxy, backend):
     port = free_port()
     proxy = agw_proxy(config(backend, port=port), extra_args=("--access-log", "off", "--watch"), wait_readyz=True)
