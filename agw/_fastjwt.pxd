@@ -114,7 +114,7 @@ cdef class Core:
     cdef object on_pending
 
     cpdef object verify_token(self, bytes token, double now=*, bint allow_pending=*)
-    cdef object _cache_get(self, const unsigned char* p, Py_ssize_t n, double earliest, double latest)
+    cdef object _cache_get(self, const unsigned char* p, Py_ssize_t n, double now)
     cdef object _authenticate(self, dict headers, bytes target)
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
     cdef object _fail(self, int reason)

@@ -275,7 +275,7 @@ def test_cache_hits_check_nbf_too():
 
 
 def test_cache_hits_through_authenticate_end_at_exp_on_the_wall_clock():
-    """authenticate() checks hits against the coarse clock, widened so that it never accepts late."""
+    """A hit found through authenticate() (the proxy's path, no explicit time) is checked against the clock."""
     p = policy(clock_skew="0s")
     exp = int(time.time()) + 1
     tok = token("RS256", kid="rsa", payload=claims(exp=exp))
