@@ -2,10 +2,10 @@
 # runs uncompiled too). Typed attributes make the per-request work C struct accesses.
 from agw.proxy.metrics cimport Stats
 from agw.proxy.routing cimport RouteRuntime, Router
-from agw.proxy.upstream cimport Target, UpstreamConnection
+from agw.proxy.upstream cimport ResponseSink, Target, UpstreamConnection
 
 
-cdef class Exchange
+cdef class Exchange(ResponseSink)
 
 
 cdef class ServerContext:
@@ -59,7 +59,7 @@ cdef class ClientProtocol:
     cpdef dispatch(self, Exchange ex)
     cpdef Py_ssize_t _scan_plain_requests(self, bytes data) except -1
 
-cdef class Exchange:
+cdef class Exchange(ResponseSink):
     cdef public ClientProtocol proto
     cdef public bytes method
     cdef public bytes target
@@ -85,7 +85,6 @@ cdef class Exchange:
     cdef public double start_time
     cdef public Py_ssize_t bytes_out
     cdef public str reason
-    cdef public bint head_only
 
     cpdef start(self)
     cpdef after_auth(self, result)
@@ -94,7 +93,6 @@ cdef class Exchange:
     cpdef send_head(self, UpstreamConnection conn)
     cpdef on_request_body(self, bytes body)
     cpdef on_request_complete(self)
-    cpdef on_response_body(self, bytes body)
     cpdef finish_response(self, UpstreamConnection conn)
     cpdef respond_error(self, error)
     cpdef respond_simple(self, code, bytes body, tuple extra)

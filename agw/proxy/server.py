@@ -26,7 +26,7 @@ from ..config.model import Settings
 from . import http as H
 from .metrics import Stats
 from .routing import RouteRuntime, Router
-from .upstream import Target, UpstreamConnection
+from .upstream import ResponseSink, Target, UpstreamConnection
 
 # RFC 3986 host (reg-name, IPv4, or [IP-literal]) with an optional port; empty is allowed for HTTP/1.0.
 _VALID_HOST = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?").fullmatch
@@ -440,7 +440,7 @@ class ClientProtocol:
 
 
 @cython.cclass
-class Exchange:
+class Exchange(ResponseSink):
     """One request and its response: routing, authentication, upstream relay, timeouts."""
 
     def __init__(self, proto: ClientProtocol, method: bytes, target: bytes, headers: list, lines: list,
@@ -680,9 +680,21 @@ class Exchange:
                 and self.conn.transport is not None and not self.done:
             self.conn.transport.write(_CHUNK_END)
 
-    # --- response side -----------------------------------------------------------------------------------
-    def on_response_head(self, conn: UpstreamConnection, status: int, reason: bytes,
-                         upstream_keep_alive: bool) -> None:
+    # --- response side (the ResponseSink an UpstreamConnection reports to) --------------------------------
+    def relay_started(self) -> None:
+        self.proto.cork = []
+
+    def relay_finished(self) -> None:
+        self.proto.flush()
+
+    def pause_client(self) -> None:
+        self.proto.pause_reading_for(PAUSE_UPSTREAM)
+
+    def resume_client(self) -> None:
+        self.proto.resume_reading_for(PAUSE_UPSTREAM)
+
+    def on_response_head(self, conn: UpstreamConnection, status, reason: bytes,
+                         upstream_keep_alive) -> None:  # status: int, upstream_keep_alive: bool (C types)
         if 100 <= status < 200:
             if status != 101 and not self.http10:
                 self.proto.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason))

@@ -1,10 +1,28 @@
 # C-level declarations of upstream.py's classes (an augmenting .pxd; see server.pxd).
 
+cdef class UpstreamConnection
+cdef class Target
+
+
+cdef class ResponseSink:
+    cdef public bint head_only
+
+    cpdef relay_started(self)
+    cpdef relay_finished(self)
+    cpdef pause_client(self)
+    cpdef resume_client(self)
+    cpdef on_response_head(self, UpstreamConnection conn, int status, bytes reason, bint upstream_keep_alive)
+    cpdef on_response_body(self, bytes body)
+    cpdef on_response_complete(self, UpstreamConnection conn)
+    cpdef on_upstream_lost(self, UpstreamConnection conn)
+    cpdef on_upstream_protocol_error(self)
+
+
 cdef class UpstreamConnection:
     cdef public Target target
     cdef public object transport
     cdef public object parser
-    cdef public object exchange
+    cdef public ResponseSink exchange
     cdef public bint reusable
     cdef public double idle_since
     cdef public bytes status_reason
@@ -19,6 +37,9 @@ cdef class UpstreamConnection:
 
     cpdef relay_head(self, bytes data, tuple head)
     cpdef relay_body(self, bytes data, Py_ssize_t start)
+    cpdef bind(self, ResponseSink exchange)
+    cpdef close(self)
+    cpdef abort(self)
 
 cdef class Target:
     cdef public object host
@@ -32,7 +53,13 @@ cdef class Target:
     cdef public Py_ssize_t connect_errors
     cdef public bint retired
 
+    cpdef UpstreamConnection take_idle(self)
+    cpdef release(self, UpstreamConnection conn)
+    cpdef forget(self, UpstreamConnection conn)
+
 cdef class BackendPool:
     cdef public list targets
     cdef public object _cycle
     cdef public object _single
+
+    cpdef Target pick(self)

@@ -15,7 +15,7 @@ import itertools
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import httptools
 
@@ -32,10 +32,44 @@ except ImportError:  # the C scanner is not built: every response head goes thro
 # Response heads larger than this are left to llhttp (the C scanner's bound, not a limit on responses).
 SCAN_HEAD_LIMIT = 65536
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import Exchange
-
 log = logging.getLogger("agw.upstream")
+
+
+@cython.cclass
+class ResponseSink:
+    """What an upstream connection reports to: the exchange it serves (`server.Exchange`). Declared here so
+    that, compiled, the connection calls the exchange through C slots rather than Python attribute lookups."""
+
+    def __init__(self) -> None:
+        self.head_only = False   # the request was HEAD: the response has no body whatever its framing says
+
+    def relay_started(self) -> None:
+        """Upstream bytes arrived: collect the writes to the client until relay_finished()."""
+
+    def relay_finished(self) -> None:
+        """Write what was collected since relay_started()."""
+
+    def pause_client(self) -> None:
+        """The upstream's write buffer is full: stop reading from the client."""
+
+    def resume_client(self) -> None:
+        """The upstream's write buffer drained."""
+
+    def on_response_head(self, conn: "UpstreamConnection", status, reason: bytes,
+                         upstream_keep_alive) -> None:  # status: int, upstream_keep_alive: bool (C types)
+        raise NotImplementedError
+
+    def on_response_body(self, body: bytes) -> None:
+        raise NotImplementedError
+
+    def on_response_complete(self, conn: "UpstreamConnection") -> None:
+        raise NotImplementedError
+
+    def on_upstream_lost(self, conn: "UpstreamConnection") -> None:
+        raise NotImplementedError
+
+    def on_upstream_protocol_error(self) -> None:
+        raise NotImplementedError
 
 
 @cython.cclass
@@ -45,7 +79,7 @@ class UpstreamConnection:
         self.target = target
         self.transport: Optional[asyncio.Transport] = None
         self.parser = httptools.HttpResponseParser(self)
-        self.exchange: Optional["Exchange"] = None
+        self.exchange: Optional[ResponseSink] = None
         self.reusable = True
         self.idle_since = 0.0
         self.status_reason = b""
@@ -75,8 +109,7 @@ class UpstreamConnection:
             self.close()
             return
         self.got_bytes = True
-        proto = ex.proto
-        proto.cork = []
+        ex.relay_started()
         try:
             if self.body_left >= 0:
                 self.relay_body(data, 0)
@@ -96,7 +129,7 @@ class UpstreamConnection:
                 self.exchange.on_upstream_protocol_error()
             self.close()
         finally:
-            proto.flush()
+            ex.relay_finished()
 
     def relay_head(self, data: bytes, head: tuple) -> None:
         end, status, reason, lines, length, keep = head
@@ -144,11 +177,11 @@ class UpstreamConnection:
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.proto.pause_reading_for(2)
+            self.exchange.pause_client()
 
     def resume_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.proto.resume_reading_for(2)
+            self.exchange.resume_client()
 
     # --- httptools callbacks -----------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -190,7 +223,7 @@ class UpstreamConnection:
             ex.on_response_complete(self)
 
     # --- pool use -----------------------------------------------------------------------------------------
-    def bind(self, exchange: "Exchange") -> None:
+    def bind(self, exchange: ResponseSink) -> None:
         self.exchange = exchange
         self.got_bytes = False
 
