@@ -22,7 +22,6 @@ from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void* op)
 
-import hmac as _hmac
 import os as _os
 from collections import OrderedDict
 
@@ -33,8 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 
 cdef object _loads = orjson.loads
 cdef object _dumps = orjson.dumps
-cdef object _hmac_digest = _hmac.digest
-cdef object _compare_digest = _hmac.compare_digest
+# hmac (hashlib, OpenSSL's digests: ~0.8 MB) and cryptography's ECDSA objects (its OpenSSL backend: ~0.7 MB)
+# are loaded on the first HS* / ES* verification: a worker that never sees those algorithms never pays.
+cdef object _hmac_digest = None
+cdef object _compare_digest = None
 cdef object _InvalidSignature = InvalidSignature
 
 # Stable reason codes, indexed by the Reason enum.
@@ -66,7 +67,22 @@ cdef tuple _HASHES = (hashes.SHA256(), hashes.SHA384(), hashes.SHA512())
 cdef tuple _HMAC_NAMES = ("sha256", "sha384", "sha512")
 cdef object _PKCS1 = padding.PKCS1v15()
 cdef tuple _PSS = tuple(padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size) for h in _HASHES)
-cdef tuple _ECDSA = tuple(ec.ECDSA(h) for h in _HASHES)
+cdef tuple _ECDSA = None
+
+
+cdef int _load_hmac() except -1:
+    global _hmac_digest, _compare_digest
+    import hmac
+    _hmac_digest = hmac.digest
+    _compare_digest = hmac.compare_digest
+    return 0
+
+
+cdef tuple _ecdsa_params():
+    global _ECDSA
+    if _ECDSA is None:
+        _ECDSA = tuple(ec.ECDSA(h) for h in _HASHES)
+    return _ECDSA
 
 # Group orders, big-endian, padded to the coordinate size: ECDSA r and s must lie in [1, n-1].
 EC_CURVES = {
@@ -398,6 +414,8 @@ cdef class Key:
         cdef const unsigned char* order
         try:
             if alg <= A_HS512:
+                if _hmac_digest is None:
+                    _load_hmac()
                 return 1 if _compare_digest(_hmac_digest(self.pub, signing_input, _HMAC_NAMES[alg]), sig) else 0
             if alg <= A_RS512:
                 self.pub.verify(sig, signing_input, _PKCS1, _HASHES[alg - A_RS256])
@@ -413,7 +431,7 @@ cdef class Key:
                     return 0
                 if memcmp(s, order, self.coord) >= 0 or memcmp(s + self.coord, order, self.coord) >= 0:
                     return 0
-                self.pub.verify(_raw_ecdsa_to_der(s, self.coord), signing_input, _ECDSA[alg - A_ES256])
+                self.pub.verify(_raw_ecdsa_to_der(s, self.coord), signing_input, _ecdsa_params()[alg - A_ES256])
                 return 1
             if alg == A_EDDSA:
                 if n != 64:

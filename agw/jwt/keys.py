@@ -8,7 +8,6 @@ is an error that lists why.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Optional
 
@@ -113,6 +112,7 @@ def build_key(jwk: _Jwk) -> Key:
         algs = tuple(a for a in algs if len(secret) >= _HS_MIN_LEN[a])
         if not algs:
             raise ValueError(f"HMAC secret of {len(secret)} bytes is too short")
+        import hashlib   # only for HMAC keys: hashlib loads OpenSSL's digests (~0.8 MB of a worker's memory)
         identity = ("oct", jwk.kid, hashlib.sha256(secret).digest(), algs)
         return Key(jwk.kid, KIND_OCT, _bits(algs), secret, identity)
     raise ValueError(f"unsupported kty {kty!r}")

@@ -49,7 +49,7 @@ class AccessLog:
                 entry["jwt"] = "pending"
             else:
                 entry["jwt"] = "ok" if auth.allowed and auth.reason is None else (auth.reason or "ok")
-                if auth.claims is not None:
+                if auth.verified:
                     entry["sub"] = auth.subject
                     entry["iss"] = auth.issuer
         if ex.reason and "jwt" not in entry:
