@@ -1,5 +1,6 @@
 # Declarations of the verification core's classes (implemented in _fastjwt.pyx).
 # Other Cython modules may `cimport` these so calls between them stay C-level.
+from libc.stdint cimport uint64_t
 
 cdef enum Reason:
     R_MISSING = 0
@@ -108,6 +109,7 @@ cdef class Core:
     cdef Py_ssize_t cache_max_entries
     cdef Py_ssize_t cache_max_bytes
     cdef Py_ssize_t cache_bytes
+    cdef uint64_t* seen
     cdef readonly long long hits
     cdef readonly long long misses
     cdef object report

@@ -15,6 +15,7 @@ from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError
 from cpython.long cimport PyLong_FromUnsignedLongLong
 from cpython.object cimport PyObject
 from libc.stdint cimport uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memchr, memcmp, memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
@@ -117,6 +118,10 @@ def now() -> float:
 
 
 # --- the verified-token cache key ---------------------------------------------------------------------------
+
+# Slots of the cache's admission filter (8 bytes each; see Core._cache_put).
+cdef enum:
+    SEEN_SLOTS = 1 << 16
 
 cdef uint64_t _KEY_SEED = <uint64_t>int.from_bytes(_os.urandom(8), "little")
 
@@ -660,6 +665,14 @@ cdef class Core:
         self.cache_bytes = 0
         self.hits = 0
         self.misses = 0
+        if self.cache_on and self.seen == NULL:
+            # calloc of a large block maps zero pages: only the slots actually marked take memory.
+            self.seen = <uint64_t*>calloc(SEEN_SLOTS, sizeof(uint64_t))
+            if self.seen == NULL:
+                raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.seen)
 
     def set_hooks(self, report=None, on_pending=None) -> None:
         """What authenticate() does besides verifying: `report(result)` is called with every AuthResult it
@@ -987,6 +1000,16 @@ cdef class Core:
         return out
 
     cdef void _cache_put(self, bytes token, AuthResult result, double exp, double nbf, Provider provider):
+        cdef uint64_t k = _token_key(<const unsigned char*>PyBytes_AS_STRING(token), PyBytes_GET_SIZE(token))
+        cdef uint64_t* slot = &self.seen[(k >> 17) & (SEEN_SLOTS - 1)]
+        if slot[0] != k:
+            # Admission on the second sighting: a token verified once is only remembered (8 bytes); it is cached
+            # when verified again while remembered. Clients reuse their token, so they pay one extra verify;
+            # a stream of one-shot tokens (every request a new token, or a flood of them) never churns the
+            # cache, which would otherwise evict the entries of the clients that do reuse theirs.
+            slot[0] = k
+            return
+        slot[0] = 0
         cdef CacheEntry e = CacheEntry.__new__(CacheEntry)
         e.token = token
         e.exp = exp
@@ -998,8 +1021,7 @@ cdef class Core:
         if e.size > self.cache_max_bytes:
             return
         cache = self.cache
-        key = PyLong_FromUnsignedLongLong(_token_key(<const unsigned char*>PyBytes_AS_STRING(token),
-                                                     PyBytes_GET_SIZE(token)))
+        key = PyLong_FromUnsignedLongLong(k)
         old = cache.pop(key, None)   # another verified token with the same key: the newer one stays
         if old is not None:
             self.cache_bytes -= (<CacheEntry>old).size

@@ -280,8 +280,9 @@ def samples(text: str, name: str) -> dict[frozenset, float]:
 def test_jwt_metrics_count_known_traffic(agw_proxy, idp, httpbin_backend):
     proxy = agw_proxy(config(httpbin_backend.address, remote(idp)), wait_readyz=True)
     token = idp.password_token()
-    for _ in range(3):
-        assert proxy.get("/headers", bearer(token)).status == 200       # 1 miss, then 2 cache hits
+    for _ in range(4):
+        # verified twice (the cache admits a token at its second verification), then 2 cache hits
+        assert proxy.get("/headers", bearer(token)).status == 200
     for _ in range(2):
         assert proxy.get("/headers").status == 401
     assert proxy.get("/headers", bearer(tamper_signature(token))).status == 401
@@ -293,10 +294,10 @@ def test_jwt_metrics_count_known_traffic(agw_proxy, idp, httpbin_backend):
     outcomes: dict[str, float] = {}
     for labels, value in counted.items():
         outcomes[dict(labels)["outcome"]] = outcomes.get(dict(labels)["outcome"], 0) + value
-    assert outcomes == {"ok": 3.0, "missing": 2.0, "invalid_signature": 1.0, "audience_not_allowed": 1.0}
+    assert outcomes == {"ok": 4.0, "missing": 2.0, "invalid_signature": 1.0, "audience_not_allowed": 1.0}
     # Labelled with the configured issuer the token named: successes and the failures past the issuer check;
     # a request without a token (or with an unknown issuer) has no provider.
-    assert counted[frozenset({("provider", idp.issuer), ("outcome", "ok")})] == 3.0
+    assert counted[frozenset({("provider", idp.issuer), ("outcome", "ok")})] == 4.0
     assert counted[frozenset({("provider", idp.issuer), ("outcome", "invalid_signature")})] == 1.0
     assert counted[frozenset({("provider", idp.issuer), ("outcome", "audience_not_allowed")})] == 1.0
     assert counted[frozenset({("provider", ""), ("outcome", "missing")})] == 2.0
@@ -392,7 +393,7 @@ def test_metrics_add_up_across_workers(agw_proxy, idp, httpbin_backend):
     hits = samples(text, "agw_jwt_cache_hits_total")
     misses = samples(text, "agw_jwt_cache_misses_total")
     assert len(hits) == 1 and sum(hits.values()) + sum(misses.values()) >= 10
-    assert 1 <= sum(misses.values()) <= 2          # one miss per worker that saw the token
+    assert 1 <= sum(misses.values()) <= 4          # two misses at most per worker that saw the token
     fetches = {dict(k)["outcome"]: v for k, v in samples(text, "agw_jwks_fetches_total").items()}
     assert fetches.get("ok") == 2.0, fetches       # each worker fetched the key set once
 

@@ -185,14 +185,36 @@ def test_on_outcome_hook_is_called():
 
 # -- the verified-token cache ---------------------------------------------------------------------------------
 
+def admit(p, headers):
+    """Authenticate twice: the cache admits a token on its second verification."""
+    p.authenticate(headers, b"/")
+    return p.authenticate(headers, b"/")
+
+
+def test_one_shot_tokens_are_not_cached_a_reused_one_is():
+    """Admission on the second sighting: a stream of tokens seen once (a new token per request, or a flood
+    of them) leaves the cache alone; a token a client reuses is cached at its second use, hit from the third."""
+    p = policy()
+    for i in range(50):
+        assert p.authenticate(bearer(token("HS256", kid="hmac", payload=claims(sub=f"u{i}"))), b"/").allowed
+    assert p.stats()["cache"]["entries"] == 0
+    reused = bearer(token("HS256", kid="hmac", payload=claims(sub="steady")))
+    results = [p.authenticate(reused, b"/") for _ in range(4)]
+    assert all(r.allowed and r.subject == "steady" for r in results)
+    assert results[3] is results[2] is results[1] and results[0] is not results[1]
+    stats = p.stats()["cache"]
+    assert stats["entries"] == 1 and stats["hits"] == 2
+
+
 def test_cache_hit_returns_the_same_result_with_claim_headers():
     p = policy(claims_to_headers=[ClaimHeader(claim="sub", header="x-user")])
     tok = token("ES256", kid="p256")
-    first = p.authenticate(bearer(tok), b"/")
+    p.authenticate(bearer(tok), b"/")                     # verified, remembered
+    first = p.authenticate(bearer(tok), b"/")             # verified again: cached
     second = p.authenticate(bearer(tok), b"/")
     assert second is first and second.add_headers == [(b"x-user", b"alice")]
     stats = p.stats()["cache"]
-    assert stats["hits"] == 1 and stats["misses"] == 1 and stats["entries"] == 1
+    assert stats["hits"] == 1 and stats["misses"] == 2 and stats["entries"] == 1
 
 
 def test_cache_entry_dies_at_exp():
@@ -200,7 +222,7 @@ def test_cache_entry_dies_at_exp():
     core = p.core
     now = time.time()
     tok = token("RS256", kid="rsa", payload=claims(exp=int(now) + 10))
-    assert core.verify_token(tok, now).allowed
+    assert core.verify_token(tok, now).allowed and core.verify_token(tok, now + 1).allowed   # admitted
     assert core.verify_token(tok, now + 5).allowed
     assert core.cache_stats()["hits"] == 1
     assert core.verify_token(tok, now + 11).reason == "expired"
@@ -211,7 +233,7 @@ def test_cache_entry_dies_when_the_key_set_changes():
     p = policy()
     provider = p.core.providers[0]
     tok = token("RS256", kid="rsa")
-    assert p.authenticate(bearer(tok), b"/").allowed
+    assert admit(p, bearer(tok)).allowed
     from agw.jwt.keys import parse_jwks
     provider.set_keys(parse_jwks(mint.default_jwks()))  # same keys: no change, the entry stays
     p.authenticate(bearer(tok), b"/")
@@ -224,11 +246,11 @@ def test_cache_is_bounded_by_entries_and_bytes():
     p = policy(cache=TokenCache(max_entries=5))
     toks = [token("HS256", kid="hmac", payload=claims(sub=f"u{i}")) for i in range(20)]
     for t in toks:
-        assert p.authenticate(bearer(t), b"/").allowed
+        assert admit(p, bearer(t)).allowed
     assert p.stats()["cache"]["entries"] == 5
     p2 = policy(cache=TokenCache(max_bytes=4000))
     for t in toks:
-        p2.authenticate(bearer(t), b"/")
+        admit(p2, bearer(t))
     st = p2.stats()["cache"]
     assert st["bytes"] <= 4000 and 0 < st["entries"] < 20
 
@@ -252,7 +274,7 @@ def test_a_cached_token_with_its_payload_changed_is_not_a_hit():
     length but another payload must still be compared in full and refused."""
     p = policy()
     tok = token("RS256", kid="rsa", payload=claims(sub="alice"))
-    assert p.authenticate(bearer(tok), b"/").allowed
+    assert admit(p, bearer(tok)).allowed
     header, payload, sig = tok.split(b".")
     middle = len(payload) // 2
     swapped = b"B" if payload[middle:middle + 1] != b"B" else b"C"
@@ -268,7 +290,7 @@ def test_cache_hits_check_nbf_too():
     core = p.core
     now = time.time()
     tok = token("RS256", kid="rsa", payload=claims(nbf=int(now), exp=int(now) + 600))
-    assert core.verify_token(tok, now + 1).allowed
+    assert core.verify_token(tok, now + 1).allowed and core.verify_token(tok, now + 1.5).allowed   # admitted
     assert core.verify_token(tok, now + 2).allowed and core.cache_stats()["hits"] == 1
     assert core.verify_token(tok, now - 100).reason == "not_yet_valid"   # a clock set back
     assert core.cache_stats()["hits"] == 1
@@ -279,7 +301,7 @@ def test_cache_hits_through_authenticate_end_at_exp_on_the_wall_clock():
     p = policy(clock_skew="0s")
     exp = int(time.time()) + 1
     tok = token("RS256", kid="rsa", payload=claims(exp=exp))
-    assert p.authenticate(bearer(tok), b"/").allowed
+    assert admit(p, bearer(tok)).allowed
     assert p.authenticate(bearer(tok), b"/").allowed
     assert p.stats()["cache"]["hits"] == 1
     while time.time() < exp:
@@ -312,13 +334,13 @@ def test_the_cache_holds_to_max_bytes_in_real_memory():
                              payload=claims(sub=f"user-{i:06d}", jti=f"{i:032d}", realm_access=roles,
                                             scope="openid email profile", email=f"user{i}@example.com")))
                 for i in range(400)]
-    assert p.authenticate(requests[0], b"/").allowed
+    assert admit(p, requests[0]).allowed
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for headers in requests[1:]:
-            assert p.authenticate(headers, b"/").allowed
+            assert admit(p, headers).allowed
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
@@ -330,7 +352,7 @@ def test_the_cache_holds_to_max_bytes_in_real_memory():
 
 def test_claims_of_a_cached_result_cannot_be_changed_through_it():
     p = policy()
-    first = p.authenticate(bearer(GOOD), b"/")
+    first = admit(p, bearer(GOOD))
     assert first.verified and first.claims["sub"] == "alice"
     first.claims["sub"] = "mallory"                       # a fresh dict each access
     again = p.authenticate(bearer(GOOD), b"/")
