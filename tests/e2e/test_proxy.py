@@ -6,9 +6,11 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -283,6 +285,56 @@ def test_headers_too_large_is_431(proxy):
         assert c.read_response().status == 431
     r, _ = get(proxy, "/headers")
     assert r.status == 200
+
+
+class ChattyUpstream:
+    """A raw upstream that answers every request with a 2-byte body followed by bytes no request asked for
+    (a broken or hostile backend): agw must not let them become the next request's response."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            buf = b""
+            for _ in range(100):
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                                 b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+
+
+def test_bytes_after_an_upstream_response_never_answer_the_next_request(tmp_path):
+    upstream = ChattyUpstream()
+    p = Proxy(proxy_config(0, upstream.port).replace("port: 0", "port: PORT"), tmp_path)
+    try:
+        with RawConnection(p.port) as c:
+            for _ in range(3):
+                c.send(b"GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                status, _, body = read(c)
+                assert status == 200 and body == b"ok"
+        assert upstream.connections == 3     # each upstream connection retired after its stray bytes
+    finally:
+        upstream.sock.close()
+        assert p.stop() == 0
 
 
 def test_upstream_refused_is_502(backend, tmp_path):
