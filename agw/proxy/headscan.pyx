@@ -25,6 +25,8 @@ cdef enum:
 cdef unsigned char TCHAR[256]     # RFC 9110 token characters (field names, methods)
 cdef unsigned char URLCHAR[256]   # RFC 3986 characters of a request-target, '#' excluded
 cdef unsigned char VCHAR[256]     # field-value characters: VCHAR, SP, HTAB (obs-text goes to llhttp)
+cdef unsigned char REGNAME[256]   # RFC 3986 reg-name / IPv4 characters of a Host (pct-encoded as '%')
+cdef unsigned char IPLITERAL[256] # inside a Host's [ ]: hex digits, ':' and '.'
 
 
 cdef void _fill_tables():
@@ -33,6 +35,8 @@ cdef void _fill_tables():
         TCHAR[c] = 0
         URLCHAR[c] = 0
         VCHAR[c] = 0
+        REGNAME[c] = 0
+        IPLITERAL[c] = 0
     for c in range(0x21, 0x7f):
         VCHAR[c] = 1
     VCHAR[0x20] = 1
@@ -41,6 +45,10 @@ cdef void _fill_tables():
         TCHAR[c] = 1
     for c in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-._~:/?[]@!$&'()*+,;=%":
         URLCHAR[c] = 1
+    for c in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._~!$&'()*+,;=%-":
+        REGNAME[c] = 1
+    for c in b"0123456789abcdefABCDEF:.":
+        IPLITERAL[c] = 1
 
 
 _fill_tables()
@@ -222,7 +230,7 @@ def scan_request(bytes data, Py_ssize_t start, frozenset special, Py_ssize_t max
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t end = n if n - start <= max_head_bytes else start + max_head_bytes
-    cdef Py_ssize_t i = start, mstart, tstart, head_end, count = 0, k
+    cdef Py_ssize_t i = start, tstart, head_end, count = 0, k
     cdef Field fields[MAX_SPANS]
     cdef Field* f
     cdef bint http10, close = False, keep = False
@@ -288,7 +296,7 @@ def scan_request(bytes data, Py_ssize_t start, frozenset special, Py_ssize_t max
                 keep = token == 2
             value = PyBytes_FromStringAndSize(<const char*>p + f.value, f.value_len)
             hdict[lname] = value
-            if lname in special or (kind == F_HOP and f.name_len > 6 and _ieq(p + f.name, 6, b"proxy-")):
+            if lname in special or (kind == F_HOP and f.name_len >= 6 and _ieq(p + f.name, 6, b"proxy-")):
                 special_fields.append((lname, PyBytes_FromStringAndSize(<const char*>p + f.name, f.name_len), value))
             else:
                 used += _put_line(buf + used, p, f)
@@ -373,24 +381,6 @@ def scan_response(bytes data, Py_ssize_t max_head_bytes):
         if buf != small:
             PyMem_Free(buf)
     return (head_end, status, reason, lines, length, not close)
-
-
-cdef unsigned char REGNAME[256]   # RFC 3986 reg-name / IPv4 characters of a Host (pct-encoded as '%')
-cdef unsigned char IPLITERAL[256]  # inside [ ]: hex digits, ':' and '.'
-
-
-cdef void _fill_host_tables():
-    cdef int c
-    for c in range(256):
-        REGNAME[c] = 0
-        IPLITERAL[c] = 0
-    for c in b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._~!$&'()*+,;=%-":
-        REGNAME[c] = 1
-    for c in b"0123456789abcdefABCDEF:.":
-        IPLITERAL[c] = 1
-
-
-_fill_host_tables()
 
 
 def valid_host(bytes host) -> bool:

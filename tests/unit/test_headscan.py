@@ -107,6 +107,13 @@ def test_plain_request_is_taken_whole():
     check_request_agrees(PLAIN)
 
 
+def test_every_proxy_field_is_set_aside_even_one_named_just_proxy_dash():
+    head = PLAIN.replace(b"Accept: */*", b"Proxy-: x\r\nProxy-Authorization: Basic y")
+    special = scan_request(head, 0, SPECIAL, LIMIT, 100)[3]
+    assert [name for _, name, _ in special] == [b"Proxy-", b"Proxy-Authorization", b"Authorization"]
+    check_request_agrees(head)
+
+
 def test_pipelined_requests_are_taken_one_by_one():
     data = PLAIN + PLAIN.replace(b"GET", b"HEAD")
     first = scan_request(data, 0, SPECIAL, LIMIT, 100)
@@ -200,7 +207,7 @@ _targets = _mostly([b"/", b"/a?b=c&d", b"http://h/x", b"/~!$&'()*+,;=:@", b"*", 
 _versions = _mostly([b"HTTP/1.1", b"HTTP/1.0"], [b"HTTP/1.2", b"HTTP/2.0", b"http/1.1", b"HTTP/1.1 "])
 _names = _mostly([b"Host", b"host", b"Content-Length", b"Connection", b"Authorization", b"Cookie", b"X-A",
                   b"Proxy-Foo", b"Keep-Alive", b"TE", b"X-Forwarded-For", b"User-Agent"],
-                 [b"Transfer-Encoding", b"Upgrade", b"X A", b"", b"X\x00", b"\xc3\xa9"])
+                 [b"Transfer-Encoding", b"Upgrade", b"X A", b"", b"X\x00", b"\xc3\xa9", b"Proxy-"])
 _values = _mostly([b"0", b"close", b"keep-alive", b"Keep-Alive", b"a", b"a\tb", b"text/plain; q=1", b"*/*"],
                   [b"5", b"chunked", b"upgrade, close", b"  spaced", b"trail ", b"a\x80b", b"", b"x\r\n y",
                    b"-1", b"v\x01", b"h2c", b"gzip, chunked"])
