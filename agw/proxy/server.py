@@ -251,7 +251,6 @@ class ClientProtocol:
             if head is None:
                 break
             start, method, target, headers, lines, hdict, keep_alive, http10 = head
-            self.requests += 1
             ex = Exchange(self, method, target, headers, [lines], hdict, keep_alive, http10)
             self.dispatch(ex)
             self.parsing = None
@@ -364,12 +363,12 @@ class ClientProtocol:
             # h2c-upgrade smuggling shape). Refuse it rather than hang.
             raise _Refused(H.BAD_REQUEST)
         self.headers_done = True
-        self.requests += 1
         self.dispatch(Exchange(self, p.get_method(), self.url, self.headers, self.lines, hdict,
                                p.should_keep_alive(), version == "1.0"))
 
     def dispatch(self, ex: "Exchange") -> None:
         """A request head is complete: answer it now, or after the requests before it (pipelining)."""
+        self.requests += 1
         self.parsing = ex
         if self.active is None:
             self._disarm()

@@ -136,7 +136,6 @@ class UpstreamConnection:
         self.lines = [lines]
         self.special = []
         self.has_length = True
-        self.status_reason = reason
         self.keep = keep
         self.body_left = length
         self.exchange.on_response_head(self, status, reason, keep)
