@@ -8,8 +8,19 @@ from agw.proxy.upstream cimport ResponseSink, Target, UpstreamConnection
 cdef class Exchange(ResponseSink)
 
 
+cdef class WriteBatch:
+    cdef public object loop
+    cdef public list transports
+    cdef public list chunks
+    cdef public bint scheduled
+
+    cpdef add(self, object transport, bytes data)
+    cpdef flush(self)
+
+
 cdef class ServerContext:
     cdef public Router router
+    cdef public WriteBatch batch
     cdef public bytes scheme
     cdef public set connections
     cdef public bint draining

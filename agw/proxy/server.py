@@ -47,6 +47,7 @@ PAUSE_UPSTREAM = 2      # the upstream's write buffer is full
 PAUSE_BUFFER = 4        # request body buffered while the upstream is being connected / auth is pending
 
 BODY_BUFFER_LIMIT = 256 * 1024
+COALESCE_LIMIT = 64 * 1024   # writes to one peer in one pass are joined up to this size (larger: sent apart)
 
 _HOP = H.HOP_BY_HOP
 _SEP = b": "
@@ -76,6 +77,56 @@ class _Refused(Exception):
 
 
 @cython.cclass
+class WriteBatch:
+    """The writes of one event-loop pass, sent together once every ready socket has been read.
+
+    Writing each answer the moment it is ready wakes its reader (the client, the upstream) once per write; a
+    reader that sleeps is woken by an inter-processor interrupt, which under load cost more than the rest of
+    a request's kernel work (perf: ~15 us per request with a new token each request, where the proxy was the
+    bottleneck and its peers idled). Sent back to back after the pass, one wake-up serves the whole batch, as
+    in HAProxy's poll-then-process loop. Order per transport is kept: every write to a client or an upstream
+    connection goes through the batch, and a client is flushed before it is closed.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transports: list = []
+        self.chunks: list = []
+        self.scheduled = False
+
+    def add(self, transport: asyncio.Transport, data: bytes) -> None:
+        transports = self.transports
+        n = len(transports)
+        if n and transports[n - 1] is transport and len(self.chunks[n - 1]) + len(data) <= COALESCE_LIMIT:
+            # Back-to-back writes to one peer (pipelined answers, head then body): one send.
+            self.chunks[n - 1] = self.chunks[n - 1] + data
+            return
+        transports.append(transport)
+        self.chunks.append(data)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self.scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Send everything collected (at the end of the pass, or before a client connection closes)."""
+        transports = self.transports
+        if not transports:
+            return
+        chunks = self.chunks
+        self.transports = []
+        self.chunks = []
+        i: cython.Py_ssize_t
+        for i in range(len(transports)):
+            transport = transports[i]
+            if not transport.is_closing():   # closed or aborted in the same pass: nothing to send to
+                transport.write(chunks[i])
+
+
+@cython.cclass
 class ServerContext:
     """What every connection of one bind shares: routes, limits, timeouts, hooks, live connections."""
 
@@ -87,6 +138,7 @@ class ServerContext:
         self.on_request = on_request   # access log hook: (exchange) -> None
         self.stats = stats             # metrics, counted here for every answered request
         self.loop = asyncio.get_event_loop()
+        self.batch = WriteBatch(self.loop)
         self.now = self.loop.time()    # coarse clock for deadlines, advanced by the worker's ticker
         self.apply(router, settings)
 
@@ -200,7 +252,7 @@ class ClientProtocol:
         if not self.queue and self.transport is not None:
             if not self.headers_done:
                 # A request was started but its head never completed (slowloris).
-                self.transport.write(H.REQUEST_TIMEOUT.close)
+                self.write(H.REQUEST_TIMEOUT.close)
             self.close()
 
     # --- input -------------------------------------------------------------------------------------------
@@ -286,20 +338,21 @@ class ClientProtocol:
         if cork is not None:
             cork.append(data)
         elif self.transport is not None:
-            self.transport.write(data)
+            self.ctx.batch.add(self.transport, data)
 
     def flush(self) -> None:
-        """Send what was collected while corked, in one write (one syscall for head + body)."""
+        """Hand what was collected while corked to the batch as one write (one syscall for head + body)."""
         cork = self.cork
         self.cork = None
         if cork and self.transport is not None:
-            self.transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
+            self.ctx.batch.add(self.transport, cork[0] if len(cork) == 1 else b"".join(cork))
 
     def close(self) -> None:
         self.closing = True
         self._disarm()
         if self.transport is not None:
             self.flush()
+            self.ctx.batch.flush()   # what this pass wrote to the client goes out before the close
             self.transport.close()
 
     # --- httptools callbacks -----------------------------------------------------------------------------
@@ -649,7 +702,7 @@ class Exchange(ResponseSink):
             head = head + b"".join(buf)
         if self.request_done and self.request_chunked:
             head += _CHUNK_END
-        conn.transport.write(head)
+        proto.ctx.batch.add(conn.transport, head)
         proto.resume_reading_for(PAUSE_BUFFER)
         if proto.write_paused:
             conn.transport.pause_reading()
@@ -667,7 +720,7 @@ class Exchange(ResponseSink):
             if self.body_buffered > BODY_BUFFER_LIMIT:
                 self.proto.pause_reading_for(PAUSE_BUFFER)
         elif self.conn is not None and self.conn.transport is not None and not self.done:
-            self.conn.transport.write(body)
+            self.proto.ctx.batch.add(self.conn.transport, body)
             if not self.response_started:
                 self.proto._arm(self.proto.ctx.body_idle_timeout)
 
@@ -677,7 +730,7 @@ class Exchange(ResponseSink):
             self.proto._arm(self.route.response_timeout)
         if self.request_chunked and self.body_buffer is None and self.conn is not None \
                 and self.conn.transport is not None and not self.done:
-            self.conn.transport.write(_CHUNK_END)
+            self.proto.ctx.batch.add(self.conn.transport, _CHUNK_END)
 
     # --- response side (the ResponseSink an UpstreamConnection reports to) --------------------------------
     def relay_started(self) -> None:

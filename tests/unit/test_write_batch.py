@@ -1,0 +1,90 @@
+"""The proxy's writes of one event-loop pass are sent together when the pass ends (agw/proxy/server.py
+WriteBatch): what each peer receives, and in which order, must not change."""
+from __future__ import annotations
+
+import asyncio
+
+from agw.proxy.server import COALESCE_LIMIT, WriteBatch
+
+
+class Peer:
+    """A transport that records what the proxy sent it."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.sent.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+def run_one_pass(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_writes_leave_when_the_pass_ends_in_order_per_peer():
+    loop = asyncio.new_event_loop()
+    try:
+        batch = WriteBatch(loop)
+        client, upstream = Peer(), Peer()
+        batch.add(upstream, b"GET /a")
+        batch.add(client, b"401 for b")
+        batch.add(upstream, b"GET /c")
+        assert client.sent == [] and upstream.sent == []   # nothing sent while the pass is running
+        run_one_pass(loop)
+        assert upstream.sent == [b"GET /a", b"GET /c"]
+        assert client.sent == [b"401 for b"]
+        batch.add(client, b"next")
+        run_one_pass(loop)
+        assert client.sent == [b"401 for b", b"next"]
+    finally:
+        loop.close()
+
+
+def test_back_to_back_writes_to_one_peer_are_one_send_up_to_the_limit():
+    loop = asyncio.new_event_loop()
+    try:
+        batch = WriteBatch(loop)
+        client = Peer()
+        batch.add(client, b"HTTP/1.1 200 OK\r\n\r\n")
+        batch.add(client, b"body")
+        big = b"x" * COALESCE_LIMIT
+        batch.add(client, big)
+        batch.add(client, b"tail")
+        run_one_pass(loop)
+        assert client.sent == [b"HTTP/1.1 200 OK\r\n\r\nbody", big, b"tail"]
+    finally:
+        loop.close()
+
+
+def test_a_peer_closed_during_the_pass_is_skipped_and_the_others_still_served():
+    loop = asyncio.new_event_loop()
+    try:
+        batch = WriteBatch(loop)
+        gone, alive = Peer(), Peer()
+        batch.add(gone, b"lost")
+        batch.add(alive, b"kept")
+        gone.closed = True
+        run_one_pass(loop)
+        assert gone.sent == [] and alive.sent == [b"kept"]
+    finally:
+        loop.close()
+
+
+def test_an_early_flush_sends_now_and_the_pass_end_sends_only_what_came_after():
+    loop = asyncio.new_event_loop()
+    try:
+        batch = WriteBatch(loop)
+        client = Peer()
+        batch.add(client, b"answer")
+        batch.flush()             # what a client's close() does before closing
+        assert client.sent == [b"answer"]
+        batch.add(client, b"later")
+        run_one_pass(loop)
+        assert client.sent == [b"answer", b"later"]
+    finally:
+        loop.close()
