@@ -121,6 +121,6 @@ cdef class Core:
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
     cdef object _fail(self, int reason)
     cdef object _fail_for(self, int reason, str issuer)
-    cdef AuthResult _success(self, dict claims, bytes claims_json, str issuer)
+    cdef AuthResult _success(self, object claims, bytes claims_json, str issuer, object sub)
     cdef void _cache_put(self, bytes token, AuthResult result, double exp, double nbf, Provider provider)
     cdef list _claim_header_values(self, dict claims)

@@ -22,6 +22,7 @@ from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 cdef extern from "Python.h":
     void PyObject_GC_UnTrack(void* op)
+    object PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
 
 import os as _os
 from collections import OrderedDict
@@ -268,6 +269,296 @@ cdef Py_ssize_t _count_top_members(const unsigned char* s, Py_ssize_t n) noexcep
             count += 1
         i += 1
     return count
+
+
+# --- claims read in place ----------------------------------------------------------------------------------
+# A verification needs five claims (iss, exp, nbf, aud, sub), not a dict of all of them: building and freeing
+# that dict was most of a cache miss's own work (orjson ~29k of ~37k instructions beside the signature). The
+# scanner below validates the whole payload as JSON and reads those five in place, but only within a strict
+# plain subset: ASCII, no escapes, no repeated top-level names, numbers without exponents, nesting up to
+# SCAN_MAX_DEPTH; iss and sub strings, aud a string or an array of strings, exp and nbf integers of up to 15
+# digits. Anything else (a null claim, a float exp, "\/" in a URL, non-ASCII, invalid JSON) is "not mine" and
+# goes through orjson exactly as before, so the short path only takes payloads orjson reads the same way
+# (differential tests against orjson in tests/unit/test_claims_scan.py).
+
+cdef enum:
+    SCAN_MAX_DEPTH = 32
+    SCAN_MAX_MEMBERS = 64
+    SCAN_MAX_DIGITS = 15      # integers below 10**15 are exact as doubles
+    SCAN_MAX_INT_DIGITS = 300 # below 1e300: far from a double's overflow
+
+cdef struct ClaimScan:
+    Py_ssize_t iss_at         # offsets into the payload; -1: absent
+    Py_ssize_t iss_len
+    Py_ssize_t sub_at
+    Py_ssize_t sub_len
+    Py_ssize_t aud_at         # the string's first byte, or the array's "["
+    Py_ssize_t aud_len        # the string's length, or the array's span up to its "]"
+    bint aud_array
+    bint has_exp
+    bint has_nbf
+    double exp
+    double nbf
+
+# 1 for bytes that end or leave the plain-string subset: quote, backslash, control characters, non-ASCII.
+cdef unsigned char _STR_STOP[256]
+
+cdef void _init_str_stop() noexcept:
+    cdef int i
+    for i in range(256):
+        _STR_STOP[i] = 1 if (i == 34 or i == 92 or i < 32 or i >= 128) else 0
+
+_init_str_stop()
+
+
+cdef inline Py_ssize_t _skip_ws(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    while i < n and (s[i] == 32 or s[i] == 10 or s[i] == 13 or s[i] == 9):
+        i += 1
+    return i
+
+
+cdef inline Py_ssize_t _scan_string(const unsigned char* s, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """s[i] is a quote: the offset after the closing quote, or -1 (not a plain string)."""
+    i += 1
+    while i < n and not _STR_STOP[s[i]]:
+        i += 1
+    if i < n and s[i] == 34:
+        return i + 1
+    return -1
+
+
+cdef Py_ssize_t _scan_number(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, double* value) noexcept nogil:
+    """A JSON number at s[i] in the plain subset: the offset after it, or -1. The subset has no exponents and
+    at most SCAN_MAX_INT_DIGITS integer digits, so it never overflows a double (orjson refuses a number that
+    does). With `value`, only an integer of at most SCAN_MAX_DIGITS digits qualifies, and *value gets it."""
+    cdef Py_ssize_t digits_at
+    cdef bint negative = False
+    cdef double v = 0.0
+    if i < n and s[i] == 45:
+        negative = True
+        i += 1
+    digits_at = i
+    if i >= n:
+        return -1
+    if s[i] == 48:
+        i += 1
+    elif 49 <= s[i] <= 57:
+        while i < n and 48 <= s[i] <= 57:
+            v = v * 10.0 + (s[i] - 48)
+            i += 1
+    else:
+        return -1
+    if i - digits_at > (SCAN_MAX_DIGITS if value != NULL else SCAN_MAX_INT_DIGITS):
+        return -1
+    if i < n and s[i] == 46:
+        if value != NULL:
+            return -1
+        i += 1
+        if i >= n or not (48 <= s[i] <= 57):
+            return -1
+        while i < n and 48 <= s[i] <= 57:
+            i += 1
+    if i < n and (s[i] == 101 or s[i] == 69):
+        return -1
+    if value != NULL:
+        value[0] = -v if negative else v
+    return i
+
+
+cdef Py_ssize_t _scan_value(const unsigned char* s, Py_ssize_t i, Py_ssize_t n, int depth) noexcept nogil:
+    """Any JSON value of the plain subset at s[i] (after whitespace): the offset after it, or -1."""
+    cdef unsigned char c
+    if i >= n:
+        return -1
+    c = s[i]
+    if c == 34:
+        return _scan_string(s, i, n)
+    if c == 123 or c == 91:
+        if depth >= SCAN_MAX_DEPTH:
+            return -1
+        i = _skip_ws(s, i + 1, n)
+        if i < n and s[i] == c + 2:      # "{}" / "[]"
+            return i + 1
+        while True:
+            if c == 123:
+                if i >= n or s[i] != 34:
+                    return -1
+                i = _scan_string(s, i, n)
+                if i < 0:
+                    return -1
+                i = _skip_ws(s, i, n)
+                if i >= n or s[i] != 58:
+                    return -1
+                i = _skip_ws(s, i + 1, n)
+            i = _scan_value(s, i, n, depth + 1)
+            if i < 0:
+                return -1
+            i = _skip_ws(s, i, n)
+            if i >= n:
+                return -1
+            if s[i] == 44:
+                i = _skip_ws(s, i + 1, n)
+                continue
+            if s[i] == c + 2:
+                return i + 1
+            return -1
+    if c == 116:
+        return i + 4 if i + 4 <= n and memcmp(s + i, b"true", 4) == 0 else -1
+    if c == 102:
+        return i + 5 if i + 5 <= n and memcmp(s + i, b"false", 5) == 0 else -1
+    if c == 110:
+        return i + 4 if i + 4 <= n and memcmp(s + i, b"null", 4) == 0 else -1
+    if c == 45 or 48 <= c <= 57:
+        return _scan_number(s, i, n, NULL)
+    return -1
+
+
+cdef inline bint _name_is(const unsigned char* s, Py_ssize_t at, Py_ssize_t length, const char* name) noexcept nogil:
+    return length == 3 and s[at] == name[0] and s[at + 1] == name[1] and s[at + 2] == name[2]
+
+
+cdef bint _scan_claims(const unsigned char* s, Py_ssize_t n, ClaimScan* out) noexcept nogil:
+    """True when the payload is a JSON object in the plain subset; *out then holds the five claims."""
+    cdef Py_ssize_t key_at[SCAN_MAX_MEMBERS]
+    cdef Py_ssize_t key_len[SCAN_MAX_MEMBERS]
+    cdef Py_ssize_t members = 0, i, j, at, length, end
+    cdef double* number
+    out.iss_at = -1
+    out.sub_at = -1
+    out.aud_at = -1
+    out.aud_array = False
+    out.has_exp = False
+    out.has_nbf = False
+    i = _skip_ws(s, 0, n)
+    if i >= n or s[i] != 123:
+        return False
+    i = _skip_ws(s, i + 1, n)
+    if i < n and s[i] == 125:
+        return _skip_ws(s, i + 1, n) == n
+    while True:
+        if i >= n or s[i] != 34 or members == SCAN_MAX_MEMBERS:
+            return False
+        end = _scan_string(s, i, n)
+        if end < 0:
+            return False
+        at = i + 1
+        length = end - 1 - at
+        for j in range(members):
+            if key_len[j] == length and memcmp(s + key_at[j], s + at, length) == 0:
+                return False          # a repeated name: orjson would keep the last; agw refuses (via orjson)
+        key_at[members] = at
+        key_len[members] = length
+        members += 1
+        i = _skip_ws(s, end, n)
+        if i >= n or s[i] != 58:
+            return False
+        i = _skip_ws(s, i + 1, n)
+        if i >= n:
+            return False
+        if length == 3 and (_name_is(s, at, length, b"iss") or _name_is(s, at, length, b"sub")):
+            if s[i] != 34:
+                return False
+            end = _scan_string(s, i, n)
+            if end < 0:
+                return False
+            if s[at] == 105:
+                out.iss_at = i + 1
+                out.iss_len = end - i - 2
+            else:
+                out.sub_at = i + 1
+                out.sub_len = end - i - 2
+            i = end
+        elif length == 3 and (_name_is(s, at, length, b"exp") or _name_is(s, at, length, b"nbf")):
+            if s[at] == 101:
+                number = &out.exp
+                out.has_exp = True
+            else:
+                number = &out.nbf
+                out.has_nbf = True
+            i = _scan_number(s, i, n, number)
+            if i < 0:
+                return False          # not a number, or not a plain integer (orjson reads it)
+        elif length == 3 and _name_is(s, at, length, b"aud"):
+            out.aud_at = i
+            if s[i] == 34:
+                end = _scan_string(s, i, n)
+                if end < 0:
+                    return False
+                out.aud_at = i + 1
+                out.aud_len = end - i - 2
+                i = end
+            elif s[i] == 91:
+                out.aud_array = True
+                i = _skip_ws(s, i + 1, n)
+                if i < n and s[i] != 93:
+                    while True:
+                        if i >= n or s[i] != 34:
+                            return False      # an element that is not a string: orjson's path decides
+                        i = _scan_string(s, i, n)
+                        if i < 0:
+                            return False
+                        i = _skip_ws(s, i, n)
+                        if i < n and s[i] == 44:
+                            i = _skip_ws(s, i + 1, n)
+                            continue
+                        break
+                if i >= n or s[i] != 93:
+                    return False
+                i += 1
+                out.aud_len = i - out.aud_at
+            else:
+                return False
+        else:
+            i = _scan_value(s, i, n, 1)
+            if i < 0:
+                return False
+        i = _skip_ws(s, i, n)
+        if i >= n:
+            return False
+        if s[i] == 44:
+            i = _skip_ws(s, i + 1, n)
+            continue
+        if s[i] == 125:
+            return _skip_ws(s, i + 1, n) == n
+        return False
+
+
+cdef list _aud_strings(const unsigned char* s, Py_ssize_t at, Py_ssize_t length):
+    """The strings of a scanned aud array (plain strings: no escapes, ASCII)."""
+    cdef list out = []
+    cdef Py_ssize_t i = at + 1, end = at + length - 1, close
+    while i < end:
+        if s[i] == 34:
+            close = i + 1
+            while s[close] != 34:
+                close += 1
+            out.append(PyUnicode_DecodeASCII(<const char*>s + i + 1, close - i - 1, NULL))
+            i = close + 1
+        else:
+            i += 1
+    return out
+
+
+def scan_claims(bytes raw):
+    """The short path's reading of a payload, for tests: None when it leaves the payload to orjson, else a
+    dict of the claims it read (absent ones left out)."""
+    cdef ClaimScan cs
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(raw)
+    if not _scan_claims(s, PyBytes_GET_SIZE(raw), &cs):
+        return None
+    out = {}
+    if cs.iss_at >= 0:
+        out["iss"] = PyUnicode_DecodeASCII(<const char*>s + cs.iss_at, cs.iss_len, NULL)
+    if cs.sub_at >= 0:
+        out["sub"] = PyUnicode_DecodeASCII(<const char*>s + cs.sub_at, cs.sub_len, NULL)
+    if cs.aud_at >= 0:
+        out["aud"] = _aud_strings(s, cs.aud_at, cs.aud_len) if cs.aud_array else \
+            PyUnicode_DecodeASCII(<const char*>s + cs.aud_at, cs.aud_len, NULL)
+    if cs.has_exp:
+        out["exp"] = cs.exp
+    if cs.has_nbf:
+        out["nbf"] = cs.nbf
+    return out
 
 
 cdef object _json_object(bytes raw):
@@ -850,48 +1141,77 @@ cdef class Core:
         raw = _b64decode(d1 + 1, i2 - i1 - 1)
         if raw is None:
             return self._fail(R_MALFORMED)
-        claims = _json_object(raw)
-        if claims is None:
-            return self._fail(R_MALFORMED)
-        iss = (<dict>claims).get("iss")
-        if type(iss) is not str:
-            return self._fail(R_UNKNOWN_ISSUER)
-        found = PyDict_GetItem(self.groups, iss)
-        if found == NULL:
-            return self._fail(R_UNKNOWN_ISSUER)
-        cdef list group = <list>found
-
+        cdef ClaimScan cs
+        cdef const char* rp = PyBytes_AS_STRING(raw)
         cdef double exp_d = 1e300
-        exp = (<dict>claims).get("exp")
-        if exp is not None:
-            if not _is_number(exp):
-                return self._fail_for(R_MALFORMED, <str>iss)
-            exp_d = _as_double(exp)
-            if exp_d <= now - self.skew:
-                return self._fail_for(R_EXPIRED, <str>iss)
         cdef double nbf_d = -1e300
-        nbf = (<dict>claims).get("nbf")
-        if nbf is not None:
-            if not _is_number(nbf):
+        cdef bint has_exp, has_nbf
+        claims = None
+        if not self.claim_headers and _scan_claims(<const unsigned char*>rp, PyBytes_GET_SIZE(raw), &cs):
+            # The plain subset, read in place: every claim present already has a valid type.
+            if cs.iss_at < 0:
+                return self._fail(R_UNKNOWN_ISSUER)
+            iss = PyUnicode_DecodeASCII(rp + cs.iss_at, cs.iss_len, NULL)
+            found = PyDict_GetItem(self.groups, iss)
+            if found == NULL:
+                return self._fail(R_UNKNOWN_ISSUER)
+            has_exp = cs.has_exp
+            if has_exp:
+                exp_d = cs.exp
+                if exp_d <= now - self.skew:
+                    return self._fail_for(R_EXPIRED, <str>iss)
+            has_nbf = cs.has_nbf
+            if has_nbf:
+                nbf_d = cs.nbf
+                if nbf_d > now + self.skew:
+                    return self._fail_for(R_NOT_YET_VALID, <str>iss)
+            auds = None
+            if cs.aud_at >= 0:
+                auds = _aud_strings(<const unsigned char*>rp, cs.aud_at, cs.aud_len) if cs.aud_array else \
+                    [PyUnicode_DecodeASCII(rp + cs.aud_at, cs.aud_len, NULL)]
+            sub = PyUnicode_DecodeASCII(rp + cs.sub_at, cs.sub_len, NULL) if cs.sub_at >= 0 else None
+        else:
+            claims = _json_object(raw)
+            if claims is None:
+                return self._fail(R_MALFORMED)
+            iss = (<dict>claims).get("iss")
+            if type(iss) is not str:
+                return self._fail(R_UNKNOWN_ISSUER)
+            found = PyDict_GetItem(self.groups, iss)
+            if found == NULL:
+                return self._fail(R_UNKNOWN_ISSUER)
+            exp = (<dict>claims).get("exp")
+            has_exp = exp is not None
+            if has_exp:
+                if not _is_number(exp):
+                    return self._fail_for(R_MALFORMED, <str>iss)
+                exp_d = _as_double(exp)
+                if exp_d <= now - self.skew:
+                    return self._fail_for(R_EXPIRED, <str>iss)
+            nbf = (<dict>claims).get("nbf")
+            has_nbf = nbf is not None
+            if has_nbf:
+                if not _is_number(nbf):
+                    return self._fail_for(R_MALFORMED, <str>iss)
+                nbf_d = _as_double(nbf)
+                if nbf_d > now + self.skew:
+                    return self._fail_for(R_NOT_YET_VALID, <str>iss)
+            aud = (<dict>claims).get("aud")
+            auds = None
+            if aud is not None:
+                auds = _aud_list(aud)
+                if auds is None:
+                    return self._fail_for(R_MALFORMED, <str>iss)
+            sub = (<dict>claims).get("sub")
+            if sub is not None and type(sub) is not str:
                 return self._fail_for(R_MALFORMED, <str>iss)
-            nbf_d = _as_double(nbf)
-            if nbf_d > now + self.skew:
-                return self._fail_for(R_NOT_YET_VALID, <str>iss)
-        aud = (<dict>claims).get("aud")
-        auds = None
-        if aud is not None:
-            auds = _aud_list(aud)
-            if auds is None:
-                return self._fail_for(R_MALFORMED, <str>iss)
-        sub = (<dict>claims).get("sub")
-        if sub is not None and type(sub) is not str:
-            return self._fail_for(R_MALFORMED, <str>iss)
+        cdef list group = <list>found
 
         # providers of this issuer whose claim rules the token meets
         cdef list candidates = []
         cdef int first_failure = -1
         cdef Provider prov
-        cdef unsigned int present = C_ISS | (C_EXP if exp is not None else 0) | (C_NBF if nbf is not None else 0) \
+        cdef unsigned int present = C_ISS | (C_EXP if has_exp else 0) | (C_NBF if has_nbf else 0) \
             | (C_AUD if auds else 0) | (C_SUB if sub is not None else 0)
         for p in group:
             prov = <Provider>p
@@ -958,22 +1278,22 @@ cdef class Core:
         for i in range(len(matches)):
             key = <Key>matches[i]
             if key.verify(alg, signing_input, sig):
-                result = self._success(<dict>claims, raw, (<Provider>owners[i]).issuer)
+                result = self._success(claims, raw, (<Provider>owners[i]).issuer, sub)
                 if self.cache_on:
                     self._cache_put(token, result, exp_d, nbf_d, <Provider>owners[i])
                 return result
         return self._fail_for(R_INVALID_SIG, <str>iss)
 
-    cdef AuthResult _success(self, dict claims, bytes claims_json, str issuer):
+    cdef AuthResult _success(self, object claims, bytes claims_json, str issuer, object sub):
         # `issuer` is the configured string (equal to the token's), shared by every result of that provider.
         cdef AuthResult r = AuthResult.__new__(AuthResult)
         r.allowed = True
         r.claims_json = claims_json
         r.verified = True
         r.issuer = issuer
-        sub = claims.get("sub")
-        r.subject = sub if type(sub) is str else None
-        r.add_headers = self._claim_header_values(claims) if self.claim_headers else _NO_HEADERS
+        r.subject = sub            # a str or None (checked by both claim readers)
+        # `claims` is the decoded dict whenever claim headers are configured (the scanner is skipped then).
+        r.add_headers = self._claim_header_values(<dict>claims) if self.claim_headers else _NO_HEADERS
         if self.claim_headers:
             _untrack_tree(r.add_headers, 0)
         r.remove_credential = self.remove_credential
