@@ -444,7 +444,9 @@ cdef bint _scan_claims(const unsigned char* s, Py_ssize_t n, ClaimScan* out) noe
         at = i + 1
         length = end - 1 - at
         for j in range(members):
-            if key_len[j] == length and memcmp(s + key_at[j], s + at, length) == 0:
+            # first and last byte before memcmp: a JWT's names are short and many share a length
+            if key_len[j] == length and s[key_at[j]] == s[at] and s[key_at[j] + length - 1] == s[at + length - 1] \
+                    and memcmp(s + key_at[j], s + at, length) == 0:
                 return False          # a repeated name: orjson would keep the last; agw refuses (via orjson)
         key_at[members] = at
         key_len[members] = length
