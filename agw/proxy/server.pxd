@@ -13,6 +13,7 @@ cdef class WriteBatch:
     cdef public list transports
     cdef public list chunks
     cdef public bint scheduled
+    cdef public Py_ssize_t pending
 
     cpdef add(self, object transport, bytes data)
     cpdef flush(self)

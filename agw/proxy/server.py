@@ -48,6 +48,7 @@ PAUSE_BUFFER = 4        # request body buffered while the upstream is being conn
 
 BODY_BUFFER_LIMIT = 256 * 1024
 COALESCE_LIMIT = 64 * 1024   # writes to one peer in one pass are joined up to this size (larger: sent apart)
+BATCH_FLUSH_BYTES = 256 * 1024   # a pass's batch holding this much is sent at once (bounded memory, flow control)
 
 _HOP = H.HOP_BY_HOP
 _SEP = b": "
@@ -85,7 +86,9 @@ class WriteBatch:
     a request's kernel work (perf: ~15 us per request with a new token each request, where the proxy was the
     bottleneck and its peers idled). Sent back to back after the pass, one wake-up serves the whole batch, as
     in HAProxy's poll-then-process loop. Order per transport is kept: every write to a client or an upstream
-    connection goes through the batch, and a client is flushed before it is closed.
+    connection goes through the batch, and a client is flushed before it is closed. A batch holding
+    BATCH_FLUSH_BYTES is sent at once: large bodies reach the transports (and their flow control, which pauses
+    the upstream of a slow client) as soon as before, so memory per pass stays bounded.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -93,17 +96,21 @@ class WriteBatch:
         self.transports: list = []
         self.chunks: list = []
         self.scheduled = False
+        self.pending = 0
 
     def add(self, transport: asyncio.Transport, data: bytes) -> None:
         transports = self.transports
         n = len(transports)
+        self.pending += len(data)
         if n and transports[n - 1] is transport and len(self.chunks[n - 1]) + len(data) <= COALESCE_LIMIT:
             # Back-to-back writes to one peer (pipelined answers, head then body): one send.
             self.chunks[n - 1] = self.chunks[n - 1] + data
-            return
-        transports.append(transport)
-        self.chunks.append(data)
-        if not self.scheduled:
+        else:
+            transports.append(transport)
+            self.chunks.append(data)
+        if self.pending >= BATCH_FLUSH_BYTES:
+            self.flush()
+        elif not self.scheduled:
             self.scheduled = True
             self.loop.call_soon(self._run)
 
@@ -119,6 +126,7 @@ class WriteBatch:
         chunks = self.chunks
         self.transports = []
         self.chunks = []
+        self.pending = 0
         i: cython.Py_ssize_t
         for i in range(len(transports)):
             transport = transports[i]

@@ -233,6 +233,38 @@ def test_large_response_bodies_stream(proxy, chunked):
         assert r.getheader("content-length") == str(size)
 
 
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the proxy's RSS from /proc")
+def test_a_client_that_stops_reading_a_large_response_does_not_make_the_proxy_buffer_it(proxy):
+    """Flow control end to end: with the client not reading, agw pauses the upstream once its buffers fill
+    instead of pulling the whole 96 MB body into memory; the client, reading again, gets all of it."""
+    import time
+    size = 96 * 1024 * 1024
+    before = _rss_mb(proxy.proc.pid)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        c.sendall(f"GET /stream?size={size} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        time.sleep(2.5)    # without flow control the whole body reaches agw in this time (measured: all of it)
+        grown = _rss_mb(proxy.proc.pid) - before
+        assert grown < 32, f"agw grew by {grown:.0f} MB while its client was not reading"
+        c.settimeout(30)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += c.recv(65536)
+        head, _, body = head.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and f"content-length: {size}".encode() in head.lower(), head
+        received = len(body)
+        while received < size:
+            chunk = c.recv(1 << 20)
+            assert chunk, "connection closed before the body was complete"
+            received += len(chunk)
+    assert received == size
+
+
 def test_close_delimited_response_is_rechunked(proxy):
     r, body = get(proxy, "/close-delimited")
     assert r.status == 200 and body == b"until the end"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agw.proxy.server import COALESCE_LIMIT, WriteBatch
+from agw.proxy.server import BATCH_FLUSH_BYTES, COALESCE_LIMIT, WriteBatch
 
 
 class Peer:
@@ -86,5 +86,26 @@ def test_an_early_flush_sends_now_and_the_pass_end_sends_only_what_came_after():
         batch.add(client, b"later")
         run_one_pass(loop)
         assert client.sent == [b"answer", b"later"]
+    finally:
+        loop.close()
+
+
+def test_a_batch_of_large_writes_is_sent_at_once_not_held_for_the_pass():
+    """Bodies being relayed reach the transport (and its flow control) as soon as a batch holds
+    BATCH_FLUSH_BYTES, so one pass never holds more than that for all connections together."""
+    loop = asyncio.new_event_loop()
+    try:
+        batch = WriteBatch(loop)
+        client = Peer()
+        chunk = b"y" * (BATCH_FLUSH_BYTES // 4)
+        for _ in range(3):
+            batch.add(client, chunk)
+        assert client.sent == []
+        batch.add(client, chunk)          # the fourth reaches the limit
+        assert b"".join(client.sent) == chunk * 4
+        batch.add(client, b"small")
+        assert b"".join(client.sent) == chunk * 4   # small writes wait for the end of the pass again
+        run_one_pass(loop)
+        assert b"".join(client.sent) == chunk * 4 + b"small"
     finally:
         loop.close()
