@@ -131,7 +131,11 @@ class WriteBatch:
         for i in range(len(transports)):
             transport = transports[i]
             if not transport.is_closing():   # closed or aborted in the same pass: nothing to send to
-                transport.write(chunks[i])
+                try:
+                    transport.write(chunks[i])
+                except Exception:   # one broken transport must not cost the others their writes
+                    log.exception("write to a peer failed; closing that connection")
+                    transport.abort()
 
 
 @cython.cclass

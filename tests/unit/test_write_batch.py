@@ -109,3 +109,25 @@ def test_a_batch_of_large_writes_is_sent_at_once_not_held_for_the_pass():
         assert b"".join(client.sent) == chunk * 4 + b"small"
     finally:
         loop.close()
+
+
+def test_a_transport_whose_write_fails_is_aborted_and_the_others_still_get_theirs():
+    class Broken(Peer):
+        aborted = False
+
+        def write(self, data: bytes) -> None:
+            raise RuntimeError("transport gone")
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    loop = asyncio.new_event_loop()
+    try:
+        batch = WriteBatch(loop)
+        broken, alive = Broken(), Peer()
+        batch.add(broken, b"x")
+        batch.add(alive, b"kept")
+        run_one_pass(loop)
+        assert broken.aborted and alive.sent == [b"kept"]
+    finally:
+        loop.close()
