@@ -59,14 +59,12 @@ cdef class ClientProtocol:
     cdef public bint closing
     cdef public object pending_error
     cdef public Py_ssize_t requests
-    cdef public list cork
 
     cpdef pause_reading_for(self, reason)
     cpdef resume_reading_for(self, reason)
     cpdef _arm(self, double delay)
     cpdef _disarm(self)
     cpdef write(self, bytes data)
-    cpdef flush(self)
     cpdef exchange_done(self, Exchange ex)
     cpdef dispatch(self, Exchange ex)
     cpdef Py_ssize_t _scan_plain_requests(self, bytes data) except -1

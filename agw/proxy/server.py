@@ -198,7 +198,6 @@ class ClientProtocol:
         self.closing = False
         self.pending_error: Optional[H.ErrorResponse] = None
         self.requests = 0
-        self.cork: Optional[list] = None   # writes collected while an upstream chunk is processed
 
     # --- connection lifecycle ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -346,24 +345,15 @@ class ClientProtocol:
             self.close()
 
     def write(self, data: bytes) -> None:
-        cork = self.cork
-        if cork is not None:
-            cork.append(data)
-        elif self.transport is not None:
+        """Queue `data` for the client: sent when the event-loop pass ends, joined with the writes to this
+        client just before it (a response's head and body go out in one send)."""
+        if self.transport is not None:
             self.ctx.batch.add(self.transport, data)
-
-    def flush(self) -> None:
-        """Hand what was collected while corked to the batch as one write (one syscall for head + body)."""
-        cork = self.cork
-        self.cork = None
-        if cork and self.transport is not None:
-            self.ctx.batch.add(self.transport, cork[0] if len(cork) == 1 else b"".join(cork))
 
     def close(self) -> None:
         self.closing = True
         self._disarm()
         if self.transport is not None:
-            self.flush()
             self.ctx.batch.flush()   # what this pass wrote to the client goes out before the close
             self.transport.close()
 
@@ -745,12 +735,6 @@ class Exchange(ResponseSink):
             self.proto.ctx.batch.add(self.conn.transport, _CHUNK_END)
 
     # --- response side (the ResponseSink an UpstreamConnection reports to) --------------------------------
-    def relay_started(self) -> None:
-        self.proto.cork = []
-
-    def relay_finished(self) -> None:
-        self.proto.flush()
-
     def pause_client(self) -> None:
         self.proto.pause_reading_for(PAUSE_UPSTREAM)
 
@@ -917,7 +901,6 @@ class Exchange(ResponseSink):
         self.done = True
         self.keep_alive = False
         self.status = self.status or 502
-        self.proto.cork = None
         t = self.proto.transport
         if t is not None:
             t.abort()

@@ -7,8 +7,6 @@ cdef class Target
 cdef class ResponseSink:
     cdef public bint head_only
 
-    cpdef relay_started(self)
-    cpdef relay_finished(self)
     cpdef pause_client(self)
     cpdef resume_client(self)
     cpdef on_response_head(self, UpstreamConnection conn, int status, bytes reason, bint upstream_keep_alive)

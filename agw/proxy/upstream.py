@@ -43,12 +43,6 @@ class ResponseSink:
     def __init__(self) -> None:
         self.head_only = False   # the request was HEAD: the response has no body whatever its framing says
 
-    def relay_started(self) -> None:
-        """Upstream bytes arrived: collect the writes to the client until relay_finished()."""
-
-    def relay_finished(self) -> None:
-        """Write what was collected since relay_started()."""
-
     def pause_client(self) -> None:
         """The upstream's write buffer is full: stop reading from the client."""
 
@@ -109,7 +103,6 @@ class UpstreamConnection:
             self.close()
             return
         self.got_bytes = True
-        ex.relay_started()
         try:
             if self.body_left >= 0:
                 self.relay_body(data, 0)
@@ -128,8 +121,6 @@ class UpstreamConnection:
             if self.exchange is not None:
                 self.exchange.on_upstream_protocol_error()
             self.close()
-        finally:
-            ex.relay_finished()
 
     def relay_head(self, data: bytes, head: tuple) -> None:
         end, status, reason, lines, length, keep = head
