@@ -55,6 +55,7 @@ cdef class Key:
     cdef object pub
     cdef bytes ec_order
     cdef int coord
+    cdef Py_ssize_t modulus_len
 
     cdef int verify(self, int alg, bytes signing_input, bytes sig) except -1
 

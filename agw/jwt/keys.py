@@ -82,7 +82,7 @@ def build_key(jwk: _Jwk) -> Key:
         pub = rsa.RSAPublicNumbers(e, n).public_key()
         algs = _narrow(_RSA_ALGS, jwk.alg, kty)
         identity = ("RSA", jwk.kid, n, e, algs)
-        return Key(jwk.kid, KIND_RSA, _bits(algs), pub, identity)
+        return Key(jwk.kid, KIND_RSA, _bits(algs), pub, identity, modulus_len=(n.bit_length() + 7) // 8)
     if kty == "EC":
         if jwk.crv not in EC_CURVES:
             raise ValueError(f"unsupported EC curve {jwk.crv!r}")
