@@ -88,7 +88,12 @@ def targets(results: list[Result], memory: Optional[tuple]) -> list[str]:
           1.0)
     ratio("agw 1 worker / aiohttp + PyJWT, RS256 same token", agw_same, get("aiohttp", "same-rs256"), 6.0)
     ratio("agw 1 worker / aiohttp + PyJWT, RS256 new token each request", agw_new, get("aiohttp", "new-rs256"), 6.0)
-    ratio("agw --workers 2 / agw 1 worker, RS256 same token", get("agw2", "same-rs256"), agw_same, 1.8)
+    agw2, ceiling = get("agw2", "same-rs256"), get("direct", "same-rs256")
+    ratio("agw --workers 2 / agw 1 worker, RS256 same token", agw2, agw_same, 1.8)
+    if agw2 and agw_same and ceiling and agw2.rps < 1.8 * agw_same.rps and 1.8 * agw_same.rps > ceiling.rps:
+        # On a small machine the load generator shares the cores: say when the target is out of the layout's reach.
+        lines.append(f"      (out of this layout's reach: 1.8x one worker is {1.8 * agw_same.rps / 1000:.1f}k req/s, "
+                     f"above wrk's own ceiling of {ceiling.rps / 1000:.1f}k req/s with the same token header)")
     if memory:
         idle, loaded = memory
         lines.append(f"{'PASS' if idle <= 40 else 'MISS'}  agw idle peak RSS {idle:.1f} MB (target <= 40 MB)")
