@@ -71,7 +71,8 @@ class Core:
     misses: int
     providers: list[Provider]
     def __init__(self, providers: list[Provider], results: tuple[AuthResult, ...], *, skew: float = ...,
-                 max_token: int = ..., remove_credential: bool = ..., claim_headers: Optional[list[tuple[str, bytes]]] = ...,
+                 max_token: int = ..., remove_credential: bool = ...,
+                 claim_headers: Optional[list[tuple[str, bytes]]] = ...,
                  location: str = ..., header_name: bytes = ..., prefix: bytes = ..., param_name: bytes = ...,
                  cookie_name: bytes = ..., cache_enabled: bool = ..., cache_max_entries: int = ...,
                  cache_max_bytes: int = ...) -> None: ...

@@ -70,7 +70,8 @@ class BenchKeys:
         ec_pub = self.ec.public_key().public_numbers()
         ed_raw = self.ed.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {"keys": [
-            {"kty": "RSA", "kid": KIDS["RS256"], "use": "sig", "n": b64url_uint(rsa_pub.n), "e": b64url_uint(rsa_pub.e)},
+            {"kty": "RSA", "kid": KIDS["RS256"], "use": "sig", "n": b64url_uint(rsa_pub.n),
+             "e": b64url_uint(rsa_pub.e)},
             {"kty": "EC", "kid": KIDS["ES256"], "use": "sig", "alg": "ES256", "crv": "P-256",
              "x": b64url_uint(ec_pub.x, 32), "y": b64url_uint(ec_pub.y, 32)},
             {"kty": "OKP", "kid": KIDS["EdDSA"], "use": "sig", "alg": "EdDSA", "crv": "Ed25519", "x": b64url(ed_raw)},

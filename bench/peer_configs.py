@@ -42,7 +42,9 @@ http {{
 def haproxy_cfg(port: int, upstream_port: int, alg: Optional[str], pem_path: Optional[str]) -> str:
     jwt_rules = ""
     if alg is not None:
-        jwt_rules = f"""  http-request deny deny_status 401 content-type text/plain string "authentication failure: no bearer token found" unless {{ req.hdr(authorization) -m found }}
+        deny_no_token = 'deny_status 401 content-type text/plain string "authentication failure: no bearer token found"'
+        jwt_rules = f"""\
+  http-request deny {deny_no_token} unless {{ req.hdr(authorization) -m found }}
   http-request set-var(txn.alg) http_auth_bearer,jwt_header_query('$.alg')
   http-request set-var(txn.iss) http_auth_bearer,jwt_payload_query('$.iss')
   http-request set-var(txn.aud) http_auth_bearer,jwt_payload_query('$.aud')

@@ -10,8 +10,6 @@ import argparse
 import asyncio
 import time
 
-import msgspec
-
 from agw.config.loader import LoadedConfig, decode_native
 from agw.proxy.app import Runtime
 from agw.proxy.server import ClientProtocol, ServerContext

@@ -118,7 +118,8 @@ def handle(request: Request) -> Response:
         return _pretty({"headers": httpbin_headers(request)})
     if path == "/get":
         return _pretty(
-            {"args": _args(request), "headers": httpbin_headers(request), "origin": _origin(request), "url": _url(request)}
+            {"args": _args(request), "headers": httpbin_headers(request), "origin": _origin(request),
+             "url": _url(request)}
         )
     return Response(404, b"Not Found\n")
 

@@ -158,7 +158,8 @@ def test_a_route_policy_replaces_the_gateway_policy_on_its_route(start_guide, id
 # --- agw check and agw run on valid and broken manifests ---------------------------------------------------------
 
 CHECK_ENV = {"KEYCLOAK_ISSUER": "http://127.0.0.1:8081/realms/master", "KEYCLOAK_JWKS_PATH": JWKS_PATH}
-CHECK_RESOLVE = ["--resolve", "keycloak.keycloak:8080=127.0.0.1:8081", "--resolve", "httpbin.httpbin:8000=127.0.0.1:8000"]
+CHECK_RESOLVE = ["--resolve", "keycloak.keycloak:8080=127.0.0.1:8081",
+                 "--resolve", "httpbin.httpbin:8000=127.0.0.1:8000"]
 
 BROKEN = {
     "missing-issuer": (("      - issuer: \"${KEYCLOAK_ISSUER}\"\n        jwks:", "      - jwks:"),

@@ -1,8 +1,8 @@
 """Soak: agw under a steady load of valid, invalid and missing tokens for `--soak-duration` seconds (15 in CI).
 
 An asyncio client keeps 20 keep-alive connections busy at a fixed pace: half the requests carry one of 200
-valid tokens, a tenth a valid token never seen before, the rest a hostile-corpus token or none. Every answer must be the expected
-one (200 for valid tokens; 401 with the case's reason for hostile ones and for no token); RSS of the agw
+valid tokens, a tenth a valid token never seen before, the rest a hostile-corpus token or none. Every answer must
+be the expected one (200 for valid tokens; 401 with the case's reason for hostile ones and for no token); RSS of the agw
 process at the end must be within 10% of its RSS after warm-up (sampled at 20% of the duration).
 """
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Helpers for agw's end-to-end tests: ports, external processes, a raw HTTP client, and the real services the
 tests run against (the oauth2-mock-server IdP, httpbin under gunicorn, and agw itself as a subprocess).
 
-Test modules import them as `from tests.support import ...` (or `from tests.support.idp import MockIdp`); `tests/conftest.py` exposes the fixtures.
+Test modules import them as `from tests.support import ...` (or `from tests.support.idp import MockIdp`);
+`tests/conftest.py` exposes the fixtures.
 """
 
 from .ports import free_port, wait_for_port, wait_for_port_closed

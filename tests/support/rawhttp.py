@@ -229,7 +229,8 @@ class RawConnection:
         version: str = "HTTP/1.1",
     ) -> RawResponse:
         """Send one well-formed request (Host and Content-Length added unless given) and read its response."""
-        self.send(build_request(method, target, headers, body, host=host or f"{self.host}:{self.port}", version=version))
+        self.send(build_request(method, target, headers, body, host=host or f"{self.host}:{self.port}",
+                                version=version))
         return self.read_response(method)
 
     def read_available(self, wait: float = 0.2) -> bytes:

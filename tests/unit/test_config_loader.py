@@ -33,7 +33,8 @@ R0 = "binds[0].listeners[0].routes[0]"
 
 
 def with_jwt(jwt: str) -> str:
-    return ROUTE + "      policies:\n        jwtAuth:\n" + textwrap.indent(textwrap.dedent(jwt).strip(), " " * 10) + "\n"
+    body = textwrap.indent(textwrap.dedent(jwt).strip(), " " * 10)
+    return ROUTE + "      policies:\n        jwtAuth:\n" + body + "\n"
 
 
 def test_a_valid_config_loads(tmp_path):

@@ -120,7 +120,8 @@ def test_jwks_hygiene_skips_bad_keys_and_fails_only_when_none_remain(caplog):
     small = mint.jwk_of(mint.rsa_key(1024), "small")
     weird_e = dict(mint.jwk_of(mint.rsa_key(), "e3"), e=mint.b64((3).to_bytes(1, "big")))
     p256 = mint.jwk_of(mint.ec_key("P-256"), "p256")
-    off_curve = dict(p256, kid="off", y=mint.b64((int.from_bytes(b64url_decode(p256["y"]), "big") ^ 1).to_bytes(32, "big")))
+    y_flipped = int.from_bytes(b64url_decode(p256["y"]), "big") ^ 1
+    off_curve = dict(p256, kid="off", y=mint.b64(y_flipped.to_bytes(32, "big")))
     unknown = {"kty": "XYZ", "kid": "x"}
     enc = dict(mint.jwk_of(mint.ec_key("P-384"), "enc"), use="enc")
     wrong_alg = dict(mint.jwk_of(mint.rsa_key(), "ra"), alg="ES256")

@@ -58,7 +58,8 @@ def _table():
     yield "JWE five parts", h + b"." + p + b"." + s + b".AAAA.BBBB", "malformed"
     yield "padding in header", h + b"==." + p + b"." + s, "malformed"
     yield "standard base64 chars", h.replace(b"e", b"+", 1) + b"." + p + b"." + s, "malformed"
-    yield "non-canonical trailing bits", b64(b'{"alg":"RS256","kid":"rsa"}').encode()[:-1] + b"B." + p + b"." + s, "malformed"
+    head = b64(b'{"alg":"RS256","kid":"rsa"}').encode()
+    yield "non-canonical trailing bits", head[:-1] + b"B." + p + b"." + s, "malformed"
     yield "space inside", h + b"." + p[:10] + b" " + p[10:] + b"." + s, "malformed"
     yield "trailing garbage", g + b"!", "malformed"
     yield "header not JSON", b64(b"nope").encode() + b"." + p + b"." + s, "malformed"
@@ -73,7 +74,8 @@ def _table():
                             + b', "exp": 1' + b"0" * 30 + b"}"), "ok"
     yield "exp with 400 digits", token("RS256", kid="rsa", raw_payload=json.dumps(claims(exp=None)).encode()[:-1]
                                        + b', "exp": 1' + b"0" * 400 + b"}"), "malformed"
-    yield "exp beyond double", token("RS256", kid="rsa", raw_payload=b'{"iss":"https://idp.test","aud":"api","exp":1e400}'), "malformed"
+    yield "exp beyond double", token("RS256", kid="rsa",
+                                     raw_payload=b'{"iss":"https://idp.test","aud":"api","exp":1e400}'), "malformed"
     yield "exp as string", _good(payload=claims(exp=str(NOW + 600))), "malformed"
     yield "exp as bool", _good(payload=claims(exp=True)), "malformed"
     yield "exp negative", _good(payload=claims(exp=-1)), "expired"
@@ -92,7 +94,8 @@ def _table():
     yield "aud list with match", _good(payload=claims(aud=["x", "api"])), "ok"
     yield "sub as number", _good(payload=claims(sub=5)), "malformed"
     for spelling in ("none", "None", "NONE", "nOnE"):
-        yield f"alg {spelling}", token("RS256", kid="rsa", header={"alg": spelling}, signature=b""), "unsupported_algorithm"
+        yield (f"alg {spelling}", token("RS256", kid="rsa", header={"alg": spelling}, signature=b""),
+               "unsupported_algorithm")
         yield f"alg {spelling} with sig", token("RS256", kid="rsa", header={"alg": spelling}), "unsupported_algorithm"
     yield "alg missing", token("RS256", raw_header=b'{"kid":"rsa"}'), "malformed"
     yield "alg unknown", token("RS256", kid="rsa", header={"alg": "RS1"}), "unsupported_algorithm"
@@ -116,7 +119,8 @@ def _table():
     yield "empty signature", _replace_sig(g, b""), "invalid_signature"
     yield "signature too short", _replace_sig(g, b"\x01" * 255), "invalid_signature"
     yield "signature too long", _replace_sig(g, b"\x01" * 257), "invalid_signature"
-    yield "signature of another token", _replace_sig(_good(payload=claims(sub="bob")), b64url_decode(s)), "invalid_signature"
+    other = _good(payload=claims(sub="bob"))
+    yield "signature of another token", _replace_sig(other, b64url_decode(s)), "invalid_signature"
     yield "ECDSA r = 0", _replace_sig(es, _ecdsa_sig(0, 5)), "invalid_signature"
     yield "ECDSA s = 0", _replace_sig(es, _ecdsa_sig(5, 0)), "invalid_signature"
     yield "ECDSA r = n", _replace_sig(es, _ecdsa_sig(P256_N, 5)), "invalid_signature"

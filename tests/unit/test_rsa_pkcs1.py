@@ -30,7 +30,8 @@ def digest_info(alg: str, data: bytes = SIGNING_INPUT, prefix: str | None = None
     return bytes.fromhex(prefix or der) + sha(data).digest()
 
 
-def encoded_message(k: int, t: bytes, block_type: bytes = b"\x01", fill: int = 0xFF, ps_len: int | None = None) -> bytes:
+def encoded_message(k: int, t: bytes, block_type: bytes = b"\x01", fill: int = 0xFF,
+                    ps_len: int | None = None) -> bytes:
     ps_len = k - 3 - len(t) if ps_len is None else ps_len
     return b"\x00" + block_type + bytes([fill]) * ps_len + b"\x00" + t
 
