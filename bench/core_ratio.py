@@ -24,6 +24,10 @@ import mint_tokens  # noqa: E402
 from core_cases import ALGS, agw_call, agw_policy, build_cases, jwks_doc_for  # noqa: E402
 
 
+# Issue 5's targets for the verification core.
+MISS_TARGET, MISS_TARGET_ALGS, HIT_TARGET_US = 1.15, ("RS256", "ES256"), 0.5
+
+
 def per_call_us(fn: Callable[[], Any], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
@@ -46,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = build_cases(mint_tokens.load_or_create_keys())
     doc = jwks_doc_for(cases)
     print(f"{'alg':6} {'floor us':>9} {'miss us':>9} {'miss/floor':>11} {'(range)':>14} {'hit us':>7}")
+    verdicts = []
     for alg in args.algs:
         case = cases[alg]
         fns = {"floor": case.floor,
@@ -63,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{alg:6} {statistics.median(times['floor']):9.2f} {statistics.median(times['miss']):9.2f} "
               f"{statistics.median(ratios):10.3f}x {ratios[len(ratios) // 4]:6.3f}-{ratios[3 * len(ratios) // 4]:.3f} "
               f"{statistics.median(times['hit']):7.3f}")
+        miss_ratio, hit_us = statistics.median(ratios), statistics.median(times["hit"])
+        if alg in MISS_TARGET_ALGS:
+            verdicts.append(f"{'PASS' if miss_ratio <= MISS_TARGET else 'MISS'}  {alg} cache miss {miss_ratio:.2f}x "
+                            f"the floor (target <= {MISS_TARGET}x)")
+        verdicts.append(f"{'PASS' if hit_us <= HIT_TARGET_US else 'MISS'}  {alg} cache hit {hit_us:.2f} us "
+                        f"(target <= {HIT_TARGET_US} us)")
     print("miss/floor: median of per-round ratios (range: the middle half of the rounds); hit: median per call")
+    for line in verdicts:
+        print(line)
     return 0
 
 
