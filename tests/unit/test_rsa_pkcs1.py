@@ -4,17 +4,21 @@ encodings, and require agw's verdict to be the verdict of `cryptography`'s own P
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import random
 import sys
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vectors import mint  # noqa: E402
 
+from agw._fastjwt import Core, Provider  # noqa: E402
+from agw.jwt.errors import results_for_mode  # noqa: E402
 from agw.jwt.keys import parse_jwks  # noqa: E402
 
 SIGNING_INPUT = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9"
@@ -67,8 +71,11 @@ MALFORMED = {
     "digest of other data": lambda k, alg: encoded_message(k, digest_info(alg, b"other")),
     "DigestInfo of another hash": lambda k, alg: encoded_message(
         k, digest_info("RS384" if alg != "RS384" else "RS256")),
+    "block type 0": lambda k, alg: encoded_message(k, digest_info(alg), block_type=b"\x00"),
     "block type 2": lambda k, alg: encoded_message(k, digest_info(alg), block_type=b"\x02"),
     "padding not all FF": lambda k, alg: encoded_message(k, digest_info(alg), fill=0xFE),
+    # Padding under 8 bytes leaves room for more than a DigestInfo with keys of 2048 bits and up, so this one is
+    # also wrong in what follows the separator; it cannot be told apart from that case.
     "padding shorter than 8 bytes": lambda k, alg: encoded_message(
         k, digest_info(alg) + b"\x00" * (k - 3 - 7 - len(digest_info(alg))), ps_len=7),
     "trailing byte after the digest": lambda k, alg: encoded_message(k, digest_info(alg) + b"\x00"),
@@ -113,10 +120,60 @@ def test_signature_not_below_the_modulus_is_refused():
     key = mint.rsa_key()
     n = key.public_key().public_numbers().n
     k = (key.key_size + 7) // 8
-    good = int.from_bytes(mint.sign("RS256", key, SIGNING_INPUT), "big")
-    for value in (n, n + good, 2 ** (8 * k) - 1):
-        if value < 2 ** (8 * k):
-            assert agw_and_reference(key, "RS256", value.to_bytes(k, "big")) == (False, False)
+    values = [value for value in (n - 1, n, n + 1, 2 ** (8 * k) - 1) if value < 2 ** (8 * k)]
+    assert len(values) >= 3
+    for value in values:
+        assert agw_and_reference(key, "RS256", value.to_bytes(k, "big")) == (False, False)
+
+
+_SMALL_PRIMES_PRODUCT = math.prod(q for q in range(3, 2000, 2) if all(q % d for d in range(3, int(q ** 0.5) + 1, 2)))
+
+
+def _probable_prime(bits: int, rng: random.Random) -> int:
+    """The first Fermat-probable prime from a random odd start with its top two bits set (so that the product of
+    two has exactly the sum of their lengths)."""
+    candidate = rng.getrandbits(bits) | (3 << (bits - 2)) | 1
+    while True:
+        if (math.gcd(candidate, _SMALL_PRIMES_PRODUCT) == 1 and candidate % 65537 != 1
+                and all(pow(a, candidate - 1, candidate) == 1 for a in (2, 3, 5, 7))):
+            return candidate
+        candidate += 2
+
+
+def rsa_key_of_exactly(bits: int, seed: int = 1):
+    """`generate_private_key` rounds odd sizes down (2049 -> 2048); a modulus whose length in bits is not a
+    multiple of 8 is built from primes here (Fermat-probable primes suffice for a test key)."""
+    rng = random.Random(seed)
+    p, q = _probable_prime(bits // 2, rng), _probable_prime(bits - bits // 2, rng)
+    assert p != q and (p * q).bit_length() == bits
+    d = pow(65537, -1, (p - 1) * (q - 1))
+    public = rsa.RSAPublicNumbers(65537, p * q)
+    return rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
+                                 rsa.rsa_crt_iqmp(p, q), public).private_key()
+
+
+@pytest.mark.parametrize("bits", [2049, 2055, 3073])
+def test_moduli_of_any_bit_length_take_signatures_of_their_byte_length(bits):
+    key = rsa_key_of_exactly(bits)
+    assert key.key_size == bits
+    sig = mint.sign("RS256", key, SIGNING_INPUT)
+    assert len(sig) == (bits + 7) // 8
+    assert agw_and_reference(key, "RS256", sig) == (True, True)
+    assert agw_and_reference(key, "RS256", b"\x00" + sig) == (False, False)
+    assert agw_and_reference(key, "RS256", sig[:-1]) == (False, False)
+
+
+def test_a_key_of_another_size_under_the_same_kid_does_not_stop_the_search():
+    """Two RSA keys share a kid (a rotation in progress); the token is signed by the second, larger one. The first
+    key refuses the signature on its length alone, and the second must still be tried."""
+    small, large = mint.rsa_key(2048), mint.rsa_key(3072)
+    provider = Provider(mint.ISSUER, [mint.AUDIENCE], 1)
+    provider.set_keys(parse_jwks(mint.jwks(mint.jwk_of(small, "shared"), mint.jwk_of(large, "shared"))))
+    core = Core([provider], results_for_mode("strict"))
+    assert core.verify_token(mint.token("RS256", key=large, kid="shared")).allowed
+    assert core.verify_token(mint.token("RS256", key=small, kid="shared")).allowed
+    other = mint.rsa_key(3072, seed=1)
+    assert core.verify_token(mint.token("RS256", key=other, kid="shared")).reason == "invalid_signature"
 
 
 @pytest.mark.parametrize("alg", sorted(HASHES))
