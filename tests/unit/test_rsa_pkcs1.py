@@ -40,10 +40,14 @@ def encoded_message(k: int, t: bytes, block_type: bytes = b"\x01", fill: int = 0
     return b"\x00" + block_type + bytes([fill]) * ps_len + b"\x00" + t
 
 
+def modulus_bytes(key) -> int:
+    """k of RFC 8017: the modulus' length in bytes, which every signature must have."""
+    return (key.key_size + 7) // 8
+
+
 def raw_sign(key, em: bytes) -> bytes:
     numbers = key.private_numbers()
-    n, k = numbers.public_numbers.n, (key.key_size + 7) // 8
-    return pow(int.from_bytes(em, "big"), numbers.d, n).to_bytes(k, "big")
+    return pow(int.from_bytes(em, "big"), numbers.d, numbers.public_numbers.n).to_bytes(modulus_bytes(key), "big")
 
 
 def agw_and_reference(key, alg: str, sig: bytes, data: bytes = SIGNING_INPUT) -> tuple[bool, bool]:
@@ -61,8 +65,7 @@ def agw_and_reference(key, alg: str, sig: bytes, data: bytes = SIGNING_INPUT) ->
 @pytest.mark.parametrize("bits", [2048, 3072])
 def test_hand_made_pkcs1_signature_is_accepted_like_openssls_own(alg, bits):
     key = mint.rsa_key(bits)
-    k = (bits + 7) // 8
-    sig = raw_sign(key, encoded_message(k, digest_info(alg)))
+    sig = raw_sign(key, encoded_message(modulus_bytes(key), digest_info(alg)))
     assert sig == key.sign(SIGNING_INPUT, padding.PKCS1v15(), HASHES[alg][1])  # PKCS#1 v1.5 is deterministic
     assert agw_and_reference(key, alg, sig) == (True, True)
 
@@ -89,14 +92,14 @@ MALFORMED = {
 @pytest.mark.parametrize("case", sorted(MALFORMED))
 def test_malformed_encodings_are_refused_like_openssl_refuses_them(alg, case):
     key = mint.rsa_key()
-    em = MALFORMED[case]((key.key_size + 7) // 8, alg)
-    assert len(em) == (key.key_size + 7) // 8
+    em = MALFORMED[case](modulus_bytes(key), alg)
+    assert len(em) == modulus_bytes(key)
     assert agw_and_reference(key, alg, raw_sign(key, em)) == (False, False)
 
 
 def test_digest_info_without_null_parameters_is_refused_like_openssl():
     key = mint.rsa_key()
-    em = encoded_message((key.key_size + 7) // 8, digest_info("RS256", prefix=NO_NULL_PARAMS["RS256"]))
+    em = encoded_message(modulus_bytes(key), digest_info("RS256", prefix=NO_NULL_PARAMS["RS256"]))
     assert agw_and_reference(key, "RS256", raw_sign(key, em)) == (False, False)
 
 
@@ -119,7 +122,7 @@ def test_signature_of_the_wrong_length_is_refused_even_when_its_value_is_right()
 def test_signature_not_below_the_modulus_is_refused():
     key = mint.rsa_key()
     n = key.public_key().public_numbers().n
-    k = (key.key_size + 7) // 8
+    k = modulus_bytes(key)
     values = [value for value in (n - 1, n, n + 1, 2 ** (8 * k) - 1) if value < 2 ** (8 * k)]
     assert len(values) >= 3
     for value in values:
@@ -157,7 +160,7 @@ def test_moduli_of_any_bit_length_take_signatures_of_their_byte_length(bits):
     key = rsa_key_of_exactly(bits)
     assert key.key_size == bits
     sig = mint.sign("RS256", key, SIGNING_INPUT)
-    assert len(sig) == (bits + 7) // 8
+    assert len(sig) == modulus_bytes(key)
     assert agw_and_reference(key, "RS256", sig) == (True, True)
     assert agw_and_reference(key, "RS256", b"\x00" + sig) == (False, False)
     assert agw_and_reference(key, "RS256", sig[:-1]) == (False, False)
