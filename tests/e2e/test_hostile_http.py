@@ -102,8 +102,8 @@ def recorder() -> Iterator[RecordingBackend]:
 
 
 def hostile_config(recorder_port: int, app_port: int, dead_port: int, settings: dict | None = None) -> dict:
-    """Host app.test -> backend_app (1 s backend timeout), dead.test -> a closed port, anything else ->
-    the recording backend."""
+    """Host app.test -> backend_app (1 s backend timeout), bulk.test -> backend_app with the default timeouts
+    (large transfers on a busy machine), dead.test -> a closed port, anything else -> the recording backend."""
     return {
         "config": {"requestHeaderTimeout": "1s", "keepaliveTimeout": "1s", **(settings or {})},
         "binds": [{
@@ -111,6 +111,7 @@ def hostile_config(recorder_port: int, app_port: int, dead_port: int, settings: 
             "listeners": [{"name": "main", "routes": [
                 {"name": "app", "hostnames": ["app.test"], "backends": [{"host": f"127.0.0.1:{app_port}"}],
                  "policies": {"timeout": {"backendRequestTimeout": "1s"}}},
+                {"name": "bulk", "hostnames": ["bulk.test"], "backends": [{"host": f"127.0.0.1:{app_port}"}]},
                 {"name": "dead", "hostnames": ["dead.test"], "backends": [{"host": f"127.0.0.1:{dead_port}"}]},
                 {"name": "recorder", "backends": [{"host": f"127.0.0.1:{recorder_port}"}]},
             ]}],
@@ -359,9 +360,9 @@ def test_client_that_never_reads_does_not_grow_memory(proxy):
     pid = proxy.proc.pid
     for _ in range(3):   # warm up: a few large responses read normally
         with RawConnection(proxy.port) as conn:
-            assert len(conn.request("GET", "/stream?size=8388608", host="app.test").body) == 8388608
+            assert len(conn.request("GET", "/stream?size=8388608", host="bulk.test").body) == 8388608
     before = rss_kib(pid)
-    request = b"GET /stream?size=8388608 HTTP/1.1\r\nHost: app.test\r\n\r\n"
+    request = b"GET /stream?size=8388608 HTTP/1.1\r\nHost: bulk.test\r\n\r\n"
     sock = socket.create_connection(("127.0.0.1", proxy.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     try:
