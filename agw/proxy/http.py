@@ -9,6 +9,22 @@ HOP_BY_HOP = frozenset((
     b"proxy-connection", b"proxy-authenticate", b"proxy-authorization",
 ))
 
+# Fields a peer may list in Connection (RFC 9110 7.6.1) that are still never dropped for it: without them the
+# next hop would get a body with no length (the rest read as a new request) or a request with no Host.
+CONNECTION_PROTECTED = frozenset((b"content-length", b"transfer-encoding", b"host"))
+_CONNECTION_OPTIONS = frozenset((b"keep-alive", b"close"))
+
+
+def connection_named(value: bytes) -> frozenset:
+    """The fields a Connection header value names as hop-by-hop, less its options and the protected fields."""
+    return frozenset(t.strip().lower() for t in value.split(b",")) - _CONNECTION_OPTIONS - CONNECTION_PROTECTED
+
+
+def drop_named_lines(lines: list, named: frozenset) -> list:
+    """`lines` (name, ": ", value, CRLF groups, ready to join) without the fields in `named`."""
+    return [x for i in range(0, len(lines), 4) if lines[i].lower() not in named for x in lines[i:i + 4]]
+
+
 # Headers agw sets itself; client-sent copies are replaced (x-forwarded-for is appended to).
 FORWARDED_HOST = b"x-forwarded-host"
 FORWARDED_PROTO = b"x-forwarded-proto"

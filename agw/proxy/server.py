@@ -643,12 +643,11 @@ class Exchange(ResponseSink):
         skip = _HOP
         conn_tokens = hdict.get(b"connection")
         if conn_tokens is not None:
-            named = {t.strip().lower() for t in conn_tokens.split(b",")} - {b"keep-alive", b"close"}
+            named = H.connection_named(conn_tokens)
             if named:
-                # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+                # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1), framing and Host excepted.
                 skip = skip | named
-                lines = [x for i in range(0, len(lines), 4) if lines[i].lower() not in named
-                         for x in lines[i:i + 4]]
+                lines = H.drop_named_lines(lines, named)
         strip = route.strip_headers
         auth = self.auth
         new_target = None
@@ -762,10 +761,9 @@ class Exchange(ResponseSink):
             if lname == b"transfer-encoding":
                 chunked = True
             elif lname == b"connection" and value.lower() not in _PLAIN_CONNECTION:
-                named = {t.strip().lower() for t in value.split(b",")} - {b"keep-alive", b"close"}
+                named = H.connection_named(value)
                 if named:
-                    lines = [x for i in range(0, len(lines), 4) if lines[i].lower() not in named
-                             for x in lines[i:i + 4]]
+                    lines = H.drop_named_lines(lines, named)
         parts += lines
         append = parts.append
         if not upstream_keep_alive:

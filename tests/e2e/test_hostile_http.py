@@ -8,6 +8,7 @@ agw runs as a subprocess in front of two real backends on 127.0.0.1:
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 import socket
@@ -20,7 +21,7 @@ import httptools
 import pytest
 
 from tests.support.ports import free_port
-from tests.support.rawhttp import IncompleteResponse, RawConnection, parse_responses
+from tests.support.rawhttp import IncompleteResponse, RawConnection, chunked, parse_responses
 
 HERE = os.path.dirname(__file__)
 pytestmark = pytest.mark.e2e
@@ -245,6 +246,42 @@ def test_pipelined_request_with_bad_body_after_a_good_one(proxy, recorder):
     assert [r.status for r in parse_responses(data)] == [200, 400]
     assert "/pipe-good" in recorder.requests
     assert "/pipe-bad" not in recorder.requests and not recorder.saw("/smuggled")
+
+
+# --- Connection cannot strip framing or routing (issue 20 F1, F18) -------------------------------------------
+
+def test_connection_naming_content_length_cannot_smuggle_the_body_as_a_request(proxy, recorder):
+    """F1: a client that lists Content-Length in Connection still has its body forwarded with its length, so
+    the body is never read upstream as a second request (one agw never parsed or authenticated)."""
+    body = b"GET /f1-smuggled HTTP/1.1\r\nHost: 127.0.0.1\r\nx-user-id: admin\r\n\r\n"
+    with RawConnection(proxy.port) as conn:
+        resp = conn.request("POST", "/sha256", [("Connection", "content-length"), ("Content-Length", str(len(body)))],
+                            body, host="bulk.test")
+        assert resp.status == 200
+        assert resp.json()["length"] == len(body)
+        assert resp.json()["sha256"] == hashlib.sha256(body).hexdigest()
+    with RawConnection(proxy.port) as conn:
+        conn.send(b"POST /f1-recorded HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Content-Length, x-a\r\n"
+                  b"Content-Length: %d\r\n\r\n%b" % (len(body), body))
+        assert conn.read_response().status == 200
+        assert conn.request("GET", "/f1-after", host="127.0.0.1").status == 200
+    assert "/f1-recorded" in recorder.requests and "/f1-after" in recorder.requests
+    assert not recorder.saw("/f1-smuggled")
+
+
+def test_connection_naming_host_or_transfer_encoding_keeps_them(proxy):
+    """F18: Host reaches the backend even when the client lists it in Connection; so does a chunked body."""
+    with RawConnection(proxy.port) as conn:
+        resp = conn.request("GET", "/headers", [("Connection", "host, x-drop-me"), ("X-Drop-Me", "1")],
+                            host="bulk.test")
+        names = {n.lower(): v for n, v in resp.json()["headers"]}
+        assert names.get("host") == "bulk.test"
+        assert "x-drop-me" not in names          # other named fields are still hop-by-hop
+        body = b"chunked body through"
+        conn.send(b"POST /sha256 HTTP/1.1\r\nHost: bulk.test\r\nConnection: transfer-encoding\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n" + chunked(body))
+        resp = conn.read_response()
+        assert resp.json()["length"] == len(body) and resp.json()["chunked"]
 
 
 def test_upgrade_is_not_switched_and_bytes_after_it_are_never_parsed(proxy, recorder):
