@@ -257,8 +257,9 @@ class ClientProtocol:
         self.deadline = 0.0
 
     def on_deadline(self) -> None:
-        if self.active is not None:
-            self.active.on_deadline()
+        active = self.active   # a strong reference: the exchange can end (and be freed) inside the call
+        if active is not None:
+            active.on_deadline()
             return
         if not self.queue and self.transport is not None:
             if not self.headers_done:

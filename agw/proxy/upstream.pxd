@@ -32,6 +32,9 @@ cdef class UpstreamConnection:
     cdef public bint in_message
     cdef public Py_ssize_t body_left
     cdef public bint keep
+    cdef public bint interim
+    cdef public bint completed
+    cdef public bint leftover
 
     cpdef relay_head(self, bytes data, tuple head)
     cpdef relay_body(self, bytes data, Py_ssize_t start)

@@ -35,6 +35,10 @@ SCAN_HEAD_LIMIT = 65536
 log = logging.getLogger("agw.upstream")
 
 
+class _BadResponse(Exception):
+    """Raised inside a parser callback: the response is one agw must not relay (llhttp reports it as an error)."""
+
+
 @cython.cclass
 class ResponseSink:
     """What an upstream connection reports to: the exchange it serves (`server.Exchange`). Declared here so
@@ -85,6 +89,9 @@ class UpstreamConnection:
         self.in_message = False       # llhttp is inside a response (between its begin and complete)
         self.body_left = -1           # bytes of a C-scanned response's body still to come; -1: none
         self.keep = True              # that response allows keep-alive
+        self.interim = False          # llhttp is inside a 1xx interim answer (the final one follows)
+        self.completed = False        # a response completed during the current read (reported after it)
+        self.leftover = False         # bytes came after that response: the connection is not reused
 
     # --- asyncio.Protocol --------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,24 +110,40 @@ class UpstreamConnection:
             self.close()
             return
         self.got_bytes = True
+        if self.body_left >= 0:
+            self.relay_body(data, 0)
+            return
+        if not self.in_message and _scan_response is not None and not ex.head_only:
+            # Between messages: a plain Content-Length response is taken by the C scanner, its body
+            # counted here; anything else (chunked, 1xx, 204/304, odd bytes) goes to llhttp.
+            head = _scan_response(data, SCAN_HEAD_LIMIT)
+            if head is not None:
+                self.relay_head(data, head)
+                return
         try:
-            if self.body_left >= 0:
-                self.relay_body(data, 0)
-            elif not self.in_message and _scan_response is not None and not ex.head_only:
-                # Between messages: a plain Content-Length response is taken by the C scanner, its body
-                # counted here; anything else (chunked, 1xx, 204/304, odd bytes) goes to llhttp.
-                head = _scan_response(data, SCAN_HEAD_LIMIT)
-                if head is None:
-                    self.parser.feed_data(data)
-                else:
-                    self.relay_head(data, head)
-            else:
-                self.parser.feed_data(data)
+            self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.reusable = False
-            if self.exchange is not None:
-                self.exchange.on_upstream_protocol_error()
-            self.close()
+            if not self.completed:
+                # Local strong references: the exchange may end (and be freed) inside these calls.
+                ex = self.exchange
+                if ex is not None:
+                    ex.on_upstream_protocol_error()
+                self.close()
+                return
+            # Garbage after a complete response: the response stands, the connection is retired.
+        if self.completed:
+            # Reported once llhttp is done with the read, so bytes after the response can never be taken
+            # for the answer to a request sent on this connection later (they retire it instead).
+            self.completed = False
+            if self.leftover:
+                self.leftover = False
+                self.reusable = False
+            ex = self.exchange
+            if ex is not None:
+                ex.on_response_complete(self)
+            if not self.reusable:
+                self.close()
 
     def relay_head(self, data: bytes, head: tuple) -> None:
         end, status, reason, lines, length, keep = head
@@ -129,7 +152,8 @@ class UpstreamConnection:
         self.has_length = True
         self.keep = keep
         self.body_left = length
-        self.exchange.on_response_head(self, status, reason, keep)
+        ex = self.exchange
+        ex.on_response_head(self, status, reason, keep)
         self.relay_body(data, end)
 
     def relay_body(self, data: bytes, start) -> None:  # start: an offset into data
@@ -166,15 +190,19 @@ class UpstreamConnection:
             ex.on_upstream_lost(self)
 
     def pause_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.pause_client()
+        ex = self.exchange
+        if ex is not None:
+            ex.pause_client()
 
     def resume_writing(self) -> None:
-        if self.exchange is not None:
-            self.exchange.resume_client()
+        ex = self.exchange
+        if ex is not None:
+            ex.resume_client()
 
     # --- httptools callbacks -----------------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self.completed:
+            self.leftover = True   # a second message in the read that completed the first: ignored
         self.in_message = True
         self.lines = []
         self.special = []
@@ -194,28 +222,54 @@ class UpstreamConnection:
         self.lines += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
+        if self.completed:
+            return
         ex = self.exchange
-        if ex is not None:
-            p = self.parser
-            ex.on_response_head(self, p.get_status_code(), self.status_reason, p.should_keep_alive())
+        if ex is None:
+            return
+        p = self.parser
+        status = p.get_status_code()
+        if status < 100 or status > 599 or status == 101:
+            # Out of range, or a switch of protocols no request through agw asks for (Upgrade is stripped).
+            raise _BadResponse()
+        if status < 200:
+            self.interim = True    # relayed; the same message's completion is not the answer's
+        else:
+            self.interim = False
+            te = None
+            for lname, value in self.special:
+                if lname == b"transfer-encoding":
+                    if te is not None:
+                        raise _BadResponse()
+                    te = value
+            if te is not None and te.strip().lower() != b"chunked":
+                # A coding agw would drop on re-framing (gzip, ...): the client would get bytes it cannot read.
+                raise _BadResponse()
+        ex.on_response_head(self, status, self.status_reason, p.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
+        if self.completed:
+            return
         ex = self.exchange
         if ex is not None:
             ex.on_response_body(body)
 
     def on_message_complete(self) -> None:
         self.in_message = False
-        ex = self.exchange
-        if ex is not None:
-            if not self.parser.should_keep_alive():
-                self.reusable = False
-            ex.on_response_complete(self)
+        if self.completed:
+            return
+        if self.interim:
+            self.interim = False   # the final answer follows on this connection
+            return
+        if not self.parser.should_keep_alive():
+            self.reusable = False
+        self.completed = True
 
     # --- pool use -----------------------------------------------------------------------------------------
     def bind(self, exchange: ResponseSink) -> None:
         self.exchange = exchange
         self.got_bytes = False
+        self.interim = False
 
     def close(self) -> None:
         self.reusable = False
