@@ -43,6 +43,12 @@ cdef class AuthResult:
     cdef readonly bint remove_credential
     cdef readonly object new_target
     cdef readonly object new_cookie
+    # The request-policy verdict the proxy applies (agw/chain.py): it reads only these and the rewrites above.
+    cdef readonly int status
+    cdef readonly tuple answer_headers
+    cdef readonly object drop_header
+    cdef readonly str outcome
+    cdef readonly str label
 
     cpdef AuthResult with_rewrite(self, object new_target, object new_cookie)
 
@@ -101,6 +107,7 @@ cdef class Core:
     cdef list claim_headers
     cdef int location
     cdef bytes header_name
+    cdef object drop_header
     cdef bytes prefix_lower
     cdef Py_ssize_t prefix_len
     cdef bytes param_name
@@ -119,6 +126,7 @@ cdef class Core:
     cpdef object verify_token(self, bytes token, double now=*, bint allow_pending=*)
     cdef object _cache_get(self, const unsigned char* p, Py_ssize_t n, double now)
     cdef object _authenticate(self, dict headers, bytes target)
+    cdef object _entry(self, dict headers, bytes target)
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
     cdef object _fail(self, int reason)
     cdef object _fail_for(self, int reason, str issuer)

@@ -600,8 +600,13 @@ cdef class AuthResult:
 
     def __init__(self, bint allowed, reason=None, message=None, www_authenticate=None, body=None, claims=None,
                  issuer=None, subject=None, add_headers=None, bint remove_credential=False, new_target=None,
-                 new_cookie=None):
+                 new_cookie=None, str outcome=None):
         self.allowed = allowed
+        self.status = 0 if allowed else 401
+        self.answer_headers = ((b"www-authenticate", www_authenticate),) if www_authenticate else ()
+        self.drop_header = None
+        self.outcome = outcome if outcome is not None else (reason if reason is not None else "ok")
+        self.label = issuer if issuer is not None else ""
         self.reason = reason
         self.message = message
         self.www_authenticate = www_authenticate
@@ -640,7 +645,17 @@ cdef class AuthResult:
         r.remove_credential = self.remove_credential
         r.new_target = new_target
         r.new_cookie = new_cookie
+        r.status = self.status
+        r.answer_headers = self.answer_headers
+        r.drop_header = self.drop_header
+        r.outcome = self.outcome
+        r.label = self.label
         return r
+
+    @property
+    def log_fields(self):
+        """What the access log records of this outcome besides `outcome`: who a verified token names."""
+        return (("sub", self.subject), ("iss", self.issuer)) if self.verified else ()
 
     def __repr__(self):
         return (f"AuthResult(allowed={self.allowed}, reason={self.reason!r}, issuer={self.issuer!r}, "
@@ -966,6 +981,8 @@ cdef class Core:
         self.claim_headers = [(tuple(c.split(".")), c, h) for c, h in (claim_headers or [])]
         self.location = {"header": LOC_HEADER, "query": LOC_QUERY, "cookie": LOC_COOKIE}[location]
         self.header_name = header_name.lower()
+        # The header the proxy drops from a verified request (query and cookie tokens are rewritten instead).
+        self.drop_header = self.header_name if remove_credential and self.location == LOC_HEADER else None
         self.prefix_lower = prefix.lower()
         self.prefix_len = len(prefix)
         self.param_name = param_name
@@ -997,6 +1014,13 @@ cdef class Core:
 
     def authenticate(self, dict headers, bytes target):
         """AuthResult, or Pending when keys must be fetched first (or what the on_pending hook makes of it)."""
+        return self._entry(headers, target)
+
+    def apply(self, request):
+        """The request-policy entry point (agw/chain.py): `request` offers `hdict` and `target`."""
+        return self._entry(request.hdict, request.target)
+
+    cdef object _entry(self, dict headers, bytes target):
         r = self._authenticate(headers, target)
         if type(r) is AuthResult:
             if self.report is not None:
@@ -1119,6 +1143,7 @@ cdef class Core:
         cdef AuthResult base = <AuthResult>self.results[reason]
         cdef AuthResult r = base.with_rewrite(base.new_target, base.new_cookie)
         r.issuer = issuer
+        r.label = issuer
         self.issuer_results[key] = r
         return r
 
@@ -1318,6 +1343,11 @@ cdef class Core:
         if self.claim_headers:
             _untrack_tree(r.add_headers, 0)
         r.remove_credential = self.remove_credential
+        r.status = 0
+        r.answer_headers = ()
+        r.drop_header = self.drop_header
+        r.outcome = "ok"
+        r.label = issuer
         return r
 
     cdef list _claim_header_values(self, dict claims):

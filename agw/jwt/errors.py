@@ -29,7 +29,7 @@ CHALLENGE_INVALID = b'Bearer realm="agw", error="invalid_token"'
 MODES = ("strict", "optional", "permissive")
 
 # Optional / permissive without a token: the request goes on, unauthenticated.
-ANONYMOUS = AuthResult(True)
+ANONYMOUS = AuthResult(True, outcome="no_token")
 
 
 def denial(reason: str) -> AuthResult:

@@ -22,7 +22,13 @@ Authenticate = Callable[[dict[bytes, bytes], bytes], Union[AuthResult, Awaitable
 
 
 class JwtPolicy:
-    """A compiled `jwtAuth` policy. `authenticate()` is synchronous except when a JWKS fetch must be awaited."""
+    """A compiled `jwtAuth` policy. `authenticate()` is synchronous except when a JWKS fetch must be awaited.
+
+    It is a request policy of agw/chain.py: `apply(request)` returns the core's AuthResult (a Verdict), or a
+    coroutine of one while keys are fetched.
+    """
+
+    kind = "jwt"
 
     # authenticate(headers, target): `headers` maps lower-case names to values (bytes), `target` is the request
     # target. Returns an AuthResult, or an awaitable of one when a JWKS fetch must finish first. It is the
@@ -68,6 +74,9 @@ class JwtPolicy:
 
         claim_headers = [(c.claim, c.header.lower().encode("latin-1")) for c in cfg.claims_to_headers]
         self.strip_headers: frozenset[bytes] = frozenset(h for _, h in claim_headers)
+        # The credential header is dropped from verified requests; a Cookie is rewritten (always set aside).
+        self.edited_headers: frozenset[bytes] = frozenset(
+            [self.credential_header] if self.credential_header is not None else [])
         self.skew = parse_duration(cfg.clock_skew)
         self._core = Core(
             self._providers, results_for_mode(self.mode), skew=self.skew, max_token=cfg.max_token_bytes,
@@ -77,6 +86,7 @@ class JwtPolicy:
             cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes)
         self._core.set_hooks(None, self._pending)
         self.authenticate = self._core.authenticate
+        self.apply = self._core.apply
 
     def _attach_source(self, provider: Provider, jwks: Jwks, base_dir: str, prefix: str) -> None:
         if jwks.inline is not None:

@@ -1,7 +1,7 @@
 """Structured logs: one JSON line per request (access log) and JSON lines for everything else.
 
 The access line never carries the token, the query string (a token may travel there) or any header value;
-it carries the route, the status, the JWT outcome and the `sub`/`iss` of a valid token. Lines are
+it carries the route, the status, each request policy's outcome and the `sub`/`iss` of a valid token. Lines are
 buffered and flushed by the worker's ticker, so logging costs no syscall per request.
 """
 from __future__ import annotations
@@ -32,7 +32,6 @@ class AccessLog:
         self.limit = limit
 
     def record(self, ex: Any) -> None:
-        auth = ex.auth
         route = ex.route
         entry = {
             "time": time.time(),
@@ -44,16 +43,16 @@ class AccessLog:
             "route": route.name if route is not None else None,
             "client": ex.proto.peer.decode(),
         }
-        if route is not None and route.jwt is not None:
-            if auth is None:
-                entry["jwt"] = "pending"
-            else:
-                entry["jwt"] = "ok" if auth.allowed and auth.reason is None else (auth.reason or "ok")
-                if auth.verified:
-                    entry["sub"] = auth.subject
-                    entry["iss"] = auth.issuer
-        if ex.reason and "jwt" not in entry:
-            entry["error"] = ex.reason
+        verdicts = ex.verdicts
+        if verdicts is not None:
+            # One field per policy the request passed (e.g. "jwt": "ok" / "no_token" / a reason), with what
+            # the policy itself logs of its verdict (a verified token's sub and iss).
+            for policy, verdict in zip(route.policies, verdicts):
+                entry[policy.kind] = verdict.outcome
+                for key, value in verdict.log_fields:
+                    entry[key] = value
+        if ex.reason and (verdicts is None or verdicts[-1].allowed):
+            entry["error"] = ex.reason   # not a policy's refusal: no route, an upstream failure, ...
         self.buf.append(orjson.dumps(entry) + b"\n")
         if len(self.buf) > 512:
             self.flush()

@@ -10,6 +10,7 @@ cdef class RouteStats:
 
 cdef class Stats:
     cdef public dict routes
-    cdef public dict jwt
+    cdef public dict outcomes
 
-    cpdef record(self, str route, status, double seconds, jwt_provider, jwt_outcome)
+    cpdef record(self, str route, status, double seconds)
+    cpdef outcome(self, str kind, str label, str outcome)

@@ -40,28 +40,30 @@ class RouteStats:
 
 @cython.cclass
 class Stats:
-    """One worker's counters, per route (a `RouteStats`) and per JWT (provider, outcome)."""
+    """One worker's counters, per route (a `RouteStats`) and per request-policy (kind, label, outcome)."""
 
     def __init__(self) -> None:
         self.routes = {}       # route name -> RouteStats
-        self.jwt = {}          # (provider, outcome) -> count
+        self.outcomes = {}     # (policy kind, label, outcome) -> count
 
-    def record(self, route: str, status, seconds: float, jwt_provider, jwt_outcome) -> None:
+    def record(self, route: str, status, seconds: float) -> None:
         """Count one answered request (called by the compiled server for every request: keep it cheap)."""
         counters = self.routes.get(route)
         if counters is None:
             counters = self.routes[route] = RouteStats()
         counters.add(status, seconds)
-        if jwt_outcome is not None:
-            jkey = (jwt_provider or "", jwt_outcome)
-            self.jwt[jkey] = self.jwt.get(jkey, 0) + 1
+
+    def outcome(self, kind: str, label: str, outcome: str) -> None:
+        """Count one policy verdict (labels are bounded by the policies: configured names, fixed outcomes)."""
+        key = (kind, label, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
     def snapshot(self, runtime: Any = None) -> dict:
         """A JSON-able copy, with the gauges read from the runtime (pools, caches, JWKS)."""
         snap: dict = {
             "requests": [[r, s, n] for r, c in self.routes.items() for s, n in c.statuses.items()],
             "durations": {r: list(c.buckets) + [c.seconds] for r, c in self.routes.items()},
-            "jwt": [[p, o, n] for (p, o), n in self.jwt.items()],
+            "jwt": [[p, o, n] for (k, p, o), n in self.outcomes.items() if k == "jwt"],
             "policies": [], "upstreams": [],
         }
         if runtime is not None:

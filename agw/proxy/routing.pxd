@@ -7,12 +7,12 @@ cdef class RouteRuntime:
     cdef public object host_matcher
     cdef public list predicates
     cdef public BackendPool pool
-    cdef public object jwt
+    cdef public tuple policies
     cdef public frozenset strip_headers
+    cdef public frozenset edited_headers
     cdef public object request_timeout
     cdef public double response_timeout
     cdef public bint match_all
-    cdef public frozenset jwt_issuers
 
 
 cdef class Router:

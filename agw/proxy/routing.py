@@ -87,11 +87,10 @@ class RouteRuntime:
             pools[key] = BackendPool(route.backends, settings)
         self.pool = pools[key]
         ja = policies.jwt_auth if policies else None
-        self.jwt = jwt_factory(ja, name) if ja is not None else None
-        self.jwt_issuers = frozenset(
-            [p.issuer for p in ja.providers] if ja is not None and ja.providers else
-            [ja.issuer] if ja is not None and ja.issuer else [])
-        self.strip_headers = self.jwt.strip_headers if self.jwt is not None else frozenset()
+        # The request policies, in the order a request passes them (agw/chain.py).
+        self.policies = (jwt_factory(ja, name),) if ja is not None else ()
+        self.strip_headers = frozenset().union(*(p.strip_headers for p in self.policies))
+        self.edited_headers = frozenset().union(*(p.edited_headers for p in self.policies))
         t = policies.timeout if policies else None
         self.request_timeout = parse_duration(t.request_timeout) if t and t.request_timeout else None
         backend_timeout = parse_duration(t.backend_request_timeout) if t and t.backend_request_timeout else None
@@ -114,10 +113,9 @@ class Router:
 
     def __init__(self, routes: list[RouteRuntime]) -> None:
         self.routes = routes
-        # Request headers some route may drop (claim headers, the token's own header): the server sets
-        # these aside while parsing; all others go upstream untouched.
-        self.special_headers = frozenset().union(*(r.strip_headers for r in routes)) | frozenset(
-            r.jwt.credential_header for r in routes if r.jwt is not None and r.jwt.credential_header)
+        # Request headers some route's policies may drop or replace: the server sets these aside while
+        # parsing; all others go upstream untouched.
+        self.special_headers = frozenset().union(*(r.strip_headers | r.edited_headers for r in routes))
         # One unconditional route (the common edge setup): skip matching entirely.
         self.only = routes[0] if len(routes) == 1 and routes[0].match_all else None
 

@@ -91,13 +91,15 @@ cdef class Exchange(ResponseSink):
     cdef public Py_ssize_t status
     cdef public bint retried
     cdef public bint done
-    cdef public object auth
+    cdef public list verdicts
+    cdef public Py_ssize_t next_policy
     cdef public double start_time
     cdef public Py_ssize_t bytes_out
     cdef public str reason
 
     cpdef start(self)
-    cpdef after_auth(self, result)
+    cpdef run_policies(self)
+    cpdef bint take_verdict(self, verdict) except -1
     cpdef forward(self)
     cpdef bytes build_head(self)
     cpdef send_head(self, UpstreamConnection conn)

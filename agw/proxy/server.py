@@ -15,13 +15,13 @@ except ImportError:  # running uncompiled without Cython installed
 import logging
 import re
 import time
+import types
 from collections import deque
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import httptools
 
 from ..config.durations import parse_duration
-from ..jwt import AuthResult
 from ..config.model import Settings
 from . import http as H
 from .metrics import Stats
@@ -55,12 +55,13 @@ _SEP = b": "
 _CRLF = b"\r\n"
 # Request headers agw may drop or rewrite; every other header goes upstream as received, unexamined.
 BASE_SPECIAL_REQUEST_HEADERS = H.HOP_BY_HOP | {H.FORWARDED_FOR, H.FORWARDED_PROTO, H.FORWARDED_HOST,
-                                               b"cookie", b"authorization"}
+                                               b"cookie"}
 _CHUNK_END = b"0\r\n\r\n"
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))
 
 
 _STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_COROUTINE = types.CoroutineType   # what a policy returns when it must wait (agw/chain.py)
 _monotonic = time.monotonic    # one global lookup per call, not a global plus an attribute
 _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close"))
 
@@ -453,16 +454,13 @@ class ClientProtocol:
         stats = self.ctx.stats
         if stats is not None:
             route = ex.route
-            auth = ex.auth
-            if route is None:
-                stats.record("", ex.status, _monotonic() - ex.start_time, None, None)
-            elif route.jwt is not None and auth is not None:
-                # Only configured issuers become label values: a token's own `iss` is attacker-controlled.
-                issuer = auth.issuer
-                stats.record(route.name, ex.status, _monotonic() - ex.start_time,
-                             issuer if issuer in route.jwt_issuers else "", auth.reason or "ok")
-            else:
-                stats.record(route.name, ex.status, _monotonic() - ex.start_time, None, None)
+            stats.record(route.name if route is not None else "", ex.status, _monotonic() - ex.start_time)
+            verdicts = ex.verdicts
+            if verdicts is not None:
+                policies = route.policies
+                for i in range(len(verdicts)):
+                    verdict = verdicts[i]
+                    stats.outcome(policies[i].kind, verdict.label, verdict.outcome)
         hook = self.ctx.on_request
         if hook is not None:
             hook(ex)
@@ -525,7 +523,8 @@ class Exchange(ResponseSink):
         self.status = 0
         self.retried = False
         self.done = False
-        self.auth: Any = None
+        self.verdicts: Optional[list] = None   # of the route's request policies, in order (agw/chain.py)
+        self.next_policy = 0
         self.start_time = _monotonic()
         self.bytes_out = 0
         self.reason = ""
@@ -572,39 +571,53 @@ class Exchange(ResponseSink):
                 self.respond_error(H.NOT_FOUND)
                 return
         self.route = route
-        jwt = route.jwt
-        if jwt is not None:
-            result = jwt.authenticate(self.hdict, target)
-            if type(result) is not AuthResult:
-                # A JWKS fetch must be awaited: hold the request (and its body) meanwhile.
-                proto.pause_reading_for(PAUSE_BUFFER)
-                task = asyncio.ensure_future(result)
-                task.add_done_callback(self._auth_done)
-                return
-            self.after_auth(result)
+        if route.policies:
+            self.run_policies()
         else:
             self.forward()
 
-    def _auth_done(self, task: "asyncio.Future") -> None:
+    def run_policies(self) -> None:
+        """Pass the request through the route's policies from `next_policy` on, then forward it."""
+        policies = self.route.policies
+        while self.next_policy < len(policies):
+            verdict = policies[self.next_policy].apply(self)
+            self.next_policy += 1
+            if type(verdict) is _COROUTINE:
+                # The policy must wait (a key set being fetched): hold the request and its body meanwhile.
+                self.proto.pause_reading_for(PAUSE_BUFFER)
+                task = asyncio.ensure_future(verdict)
+                task.add_done_callback(self._policy_done)
+                return
+            if not self.take_verdict(verdict):
+                return
+        self.forward()
+
+    def _policy_done(self, task: "asyncio.Future") -> None:
         self.proto.resume_reading_for(PAUSE_BUFFER)
         if self.done:
             return
         try:
-            result = task.result()
-        except Exception:  # noqa: BLE001 - the policy must not take the connection down
-            log.exception("jwt policy failed")
-            self.respond_error(H.ErrorResponse(500, "internal error"))
+            verdict = task.result()
+        except Exception:  # noqa: BLE001 - a policy must not take the connection down
+            log.exception("request policy %s failed", self.route.policies[self.next_policy - 1].kind)
+            self.reason = "policy_error"
+            self.respond_error(H.INTERNAL_ERROR)
             return
-        self.after_auth(result)
+        if self.take_verdict(verdict):
+            self.run_policies()
 
-    def after_auth(self, result: Any) -> None:
-        self.auth = result
-        if not result.allowed:
-            self.reason = result.reason or "denied"
-            extra = ((b"www-authenticate", result.www_authenticate),) if result.www_authenticate else ()
-            self.respond_simple(401, result.body, extra)
-            return
-        self.forward()
+    def take_verdict(self, verdict) -> bool:
+        """Keep a verdict for the request's edits, logs and metrics; answer now if it refuses the request."""
+        verdicts = self.verdicts
+        if verdicts is None:
+            self.verdicts = [verdict]
+        else:
+            verdicts.append(verdict)
+        if verdict.allowed:
+            return True
+        self.reason = verdict.outcome
+        self.respond_simple(verdict.status, verdict.body, verdict.answer_headers)
+        return False
 
     def forward(self) -> None:
         route = self.route
@@ -650,21 +663,34 @@ class Exchange(ResponseSink):
                 skip = skip | named
                 lines = H.drop_named_lines(lines, named)
         strip = route.strip_headers
-        auth = self.auth
         new_target = None
         new_cookie = None
-        drop_credential = None
+        drop_header = None
         add_headers = ()
-        if auth is not None:
-            if auth.remove_credential:
-                drop_credential = route.jwt.credential_header
-                new_target = auth.new_target
-                new_cookie = auth.new_cookie
-            add_headers = auth.add_headers
+        verdicts = self.verdicts
+        if verdicts is not None:
+            if len(verdicts) == 1:
+                verdict = verdicts[0]
+                drop_header = verdict.drop_header
+                new_target = verdict.new_target
+                new_cookie = verdict.new_cookie
+                add_headers = verdict.add_headers
+            else:
+                drops = set()
+                add_headers = []
+                for verdict in verdicts:
+                    if verdict.drop_header is not None:
+                        drops.add(verdict.drop_header)
+                    if verdict.new_target is not None:
+                        new_target = verdict.new_target
+                    if verdict.new_cookie is not None:
+                        new_cookie = verdict.new_cookie
+                    add_headers += verdict.add_headers
+                strip = strip | drops
         parts = [self.method, b" ", new_target or self.target, b" HTTP/1.1\r\n"]
         parts += lines
         for lname, name, value in self.headers:
-            if lname in skip or lname in strip or lname == drop_credential or lname[:6] == b"proxy-" \
+            if lname in skip or lname in strip or lname == drop_header or lname[:6] == b"proxy-" \
                     or lname[:12] == b"x-forwarded-":
                 continue
             if lname == b"cookie" and new_cookie is not None:

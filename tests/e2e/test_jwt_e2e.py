@@ -465,3 +465,28 @@ def test_query_token_alone_leaves_a_clean_target(agw_proxy, idp, httpbin_backend
     assert response.status == 200, response.text
     assert response.json()["url"].endswith("/anything/path")
     assert response.json()["args"] == {}
+
+
+@pytest.mark.parametrize("mode", ["optional", "permissive"])
+def test_a_request_without_a_token_is_its_own_outcome(agw_proxy, idp, httpbin_backend, tmp_path, mode):
+    """Issue 13 defect 6: no token is `no_token` in metrics and the access log, not `ok`; an invalid token that
+    permissive mode lets through is logged and counted with its reason."""
+    log_path = tmp_path / "access.jsonl"
+    proxy = agw_proxy(config(httpbin_backend.address, remote(idp, mode=mode)),
+                      extra_args=("--access-log", str(log_path)), wait_readyz=True)
+    assert proxy.get("/headers").status == 200
+    assert proxy.get("/headers", bearer(idp.password_token())).status == 200
+    bad = proxy.get("/headers", bearer(tamper_signature(idp.password_token())))
+    assert bad.status == (200 if mode == "permissive" else 401)
+
+    _, text = proxy.admin_get("/metrics")
+    outcomes = {dict(labels)["outcome"]: value for labels, value in
+                samples(text, "agw_jwt_authentications_total").items()}
+    assert outcomes == {"no_token": 1.0, "ok": 1.0, "invalid_signature": 1.0}
+    deadline = time.monotonic() + 10
+    while len(log_path.read_text().splitlines() if log_path.exists() else []) < 3:
+        assert time.monotonic() < deadline, "the access log did not get three lines"
+        time.sleep(0.05)
+    entries = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [e["jwt"] for e in entries] == ["no_token", "ok", "invalid_signature"]
+    assert "sub" not in entries[0] and entries[1]["iss"] == idp.issuer and "sub" not in entries[2]
