@@ -48,6 +48,19 @@ def _jwt_policy_factory(base_dir: str, policies: list) -> Callable[[JwtAuth, str
     return make
 
 
+def _policy_factory(base_dir: str, built: list) -> Callable[[Any, str], tuple]:
+    """Builds a route's request-policy chain (agw/chain.py) from its `policies`, in the order they apply."""
+    make_jwt = _jwt_policy_factory(base_dir, built)
+
+    def make(policies: Any, route_name: str) -> tuple:
+        chain = []
+        if policies.jwt_auth is not None:
+            chain.append(make_jwt(policies.jwt_auth, route_name))
+        return tuple(chain)
+
+    return make
+
+
 class Runtime:
     """Routes, pools and policies of one config, ready to attach to listening sockets."""
 
@@ -56,7 +69,7 @@ class Runtime:
         self.settings = loaded.config.config
         self.pools: dict[str, BackendPool] = {}
         self.policies: list = []
-        factory = _jwt_policy_factory(loaded.base_dir, self.policies)
+        factory = _policy_factory(loaded.base_dir, self.policies)
         self.routers: list[tuple[Any, Router]] = [
             (bind, build_router(bind.listeners, self.settings, factory, self.pools))
             for bind in loaded.config.binds

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 try:
     import cython
@@ -14,6 +14,8 @@ from ..config.model import Listener, Match, Policies, Route, Settings
 from .upstream import BackendPool
 
 Predicate = Callable[[bytes, bytes, dict], bool]   # (method, path, headers) -> matched
+# (a route's policies config, route name) -> its request policies in order (agw/chain.py's RequestPolicy)
+PolicyFactory = Callable[[Policies, str], Sequence[Any]]
 
 
 def _compile_match(m: Match) -> Predicate:
@@ -76,7 +78,7 @@ class RouteRuntime:
     compiled: the server reads these fields for every request)."""
 
     def __init__(self, name: str, route: Route, policies: Optional[Policies], settings: Settings,
-                 jwt_factory: Callable[[Any, str], Any], pools: dict[str, BackendPool]) -> None:
+                 policy_factory: PolicyFactory, pools: dict[str, BackendPool]) -> None:
         self.name = name
         self.host_matcher = HostMatcher(route.hostnames)
         self.predicates = [_compile_match(m) for m in route.matches]
@@ -86,9 +88,8 @@ class RouteRuntime:
         if key not in pools:
             pools[key] = BackendPool(route.backends, settings)
         self.pool = pools[key]
-        ja = policies.jwt_auth if policies else None
         # The request policies, in the order a request passes them (agw/chain.py).
-        self.policies = (jwt_factory(ja, name),) if ja is not None else ()
+        self.policies = tuple(policy_factory(policies, name)) if policies is not None else ()
         self.strip_headers = frozenset().union(*(p.strip_headers for p in self.policies))
         self.edited_headers = frozenset().union(*(p.edited_headers for p in self.policies))
         t = policies.timeout if policies else None
@@ -128,7 +129,7 @@ class Router:
         return None
 
 
-def build_router(listeners: list[Listener], settings: Settings, jwt_factory: Callable[[Any, str], Any],
+def build_router(listeners: list[Listener], settings: Settings, policy_factory: PolicyFactory,
                  pools: dict[str, BackendPool]) -> Router:
     runtimes = []
     for li, listener in enumerate(listeners):
@@ -144,5 +145,5 @@ def build_router(listeners: list[Listener], settings: Settings, jwt_factory: Cal
                     timeout=own.timeout if own and own.timeout else inherited.timeout,
                 )
             name = route.name or f"{lname}/route{ri}"
-            runtimes.append(RouteRuntime(name, route, policies, settings, jwt_factory, pools))
+            runtimes.append(RouteRuntime(name, route, policies, settings, policy_factory, pools))
     return Router(runtimes)
