@@ -13,4 +13,4 @@ cdef class Stats:
     cdef public dict outcomes
 
     cpdef record(self, str route, status, double seconds)
-    cpdef outcome(self, str kind, str label, str outcome)
+    cpdef outcome(self, str route, str kind, str label, str outcome)

@@ -44,7 +44,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.routes = {}       # route name -> RouteStats
-        self.outcomes = {}     # (policy kind, label, outcome) -> count
+        self.outcomes = {}     # (route, policy kind, label, outcome) -> count
 
     def record(self, route: str, status, seconds: float) -> None:
         """Count one answered request (called by the compiled server for every request: keep it cheap)."""
@@ -53,9 +53,9 @@ class Stats:
             counters = self.routes[route] = RouteStats()
         counters.add(status, seconds)
 
-    def outcome(self, kind: str, label: str, outcome: str) -> None:
+    def outcome(self, route: str, kind: str, label: str, outcome: str) -> None:
         """Count one policy verdict (labels are bounded by the policies: configured names, fixed outcomes)."""
-        key = (kind, label, outcome)
+        key = (route, kind, label, outcome)
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
     def snapshot(self, runtime: Any = None) -> dict:
@@ -63,7 +63,7 @@ class Stats:
         snap: dict = {
             "requests": [[r, s, n] for r, c in self.routes.items() for s, n in c.statuses.items()],
             "durations": {r: list(c.buckets) + [c.seconds] for r, c in self.routes.items()},
-            "jwt": [[p, o, n] for (k, p, o), n in self.outcomes.items() if k == "jwt"],
+            "outcomes": [[r, k, p, o, n] for (r, k, p, o), n in self.outcomes.items()],
             "policies": [], "upstreams": [],
         }
         if runtime is not None:
@@ -83,7 +83,7 @@ def merge(snapshots: Iterable[dict]) -> dict:
     """Sum the snapshots of several workers into one."""
     requests: dict = {}
     durations: dict = {}
-    jwt: dict = {}
+    outcomes: dict = {}
     policies: list = []
     upstreams: dict = {}
     for snap in snapshots:
@@ -93,8 +93,8 @@ def merge(snapshots: Iterable[dict]) -> dict:
             cur = durations.setdefault(r, [0] * len(h))
             for i, v in enumerate(h):
                 cur[i] += v
-        for p, o, n in snap["jwt"]:
-            jwt[(p, o)] = jwt.get((p, o), 0) + n
+        for r, k, p, o, n in snap["outcomes"]:
+            outcomes[(r, k, p, o)] = outcomes.get((r, k, p, o), 0) + n
         policies.extend(snap["policies"])
         for u in snap["upstreams"]:
             cur = upstreams.setdefault(u["backend"], {"backend": u["backend"], "idle": 0, "open": 0,
@@ -102,7 +102,7 @@ def merge(snapshots: Iterable[dict]) -> dict:
             for k in ("idle", "open", "connect_errors"):
                 cur[k] += u[k]
     return {"requests": [[r, s, n] for (r, s), n in requests.items()], "durations": durations,
-            "jwt": [[p, o, n] for (p, o), n in jwt.items()], "policies": policies,
+            "outcomes": [[r, k, p, o, n] for (r, k, p, o), n in outcomes.items()], "policies": policies,
             "upstreams": list(upstreams.values())}
 
 
@@ -130,9 +130,18 @@ class _SnapshotCollector:
         yield hist
         jwt = CounterMetricFamily("agw_jwt_authentications", "JWT outcomes by provider (issuer) and reason",
                                   labels=["provider", "outcome"])
-        for p, o, n in snap["jwt"]:
+        decisions = CounterMetricFamily("agw_policy_decisions", "Request-policy verdicts by route, policy, "
+                                        "label (e.g. provider, rule) and outcome",
+                                        labels=["route", "policy", "label", "outcome"])
+        by_provider: dict = {}
+        for r, k, p, o, n in snap["outcomes"]:
+            decisions.add_metric([r, k, p, o], n)
+            if k == "jwt":
+                by_provider[(p, o)] = by_provider.get((p, o), 0) + n
+        for (p, o), n in by_provider.items():
             jwt.add_metric([p, o], n)
         yield jwt
+        yield decisions
         yield from _policy_families(snap["policies"])
         conn_err = CounterMetricFamily("agw_upstream_connect_errors", "Failed upstream connects",
                                        labels=["backend"])

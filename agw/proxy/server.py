@@ -454,13 +454,14 @@ class ClientProtocol:
         stats = self.ctx.stats
         if stats is not None:
             route = ex.route
-            stats.record(route.name if route is not None else "", ex.status, _monotonic() - ex.start_time)
+            name = route.name if route is not None else ""
+            stats.record(name, ex.status, _monotonic() - ex.start_time)
             verdicts = ex.verdicts
             if verdicts is not None:
                 policies = route.policies
                 for i in range(len(verdicts)):
                     verdict = verdicts[i]
-                    stats.outcome(policies[i].kind, verdict.label, verdict.outcome)
+                    stats.outcome(name, policies[i].kind, verdict.label, verdict.outcome)
         hook = self.ctx.on_request
         if hook is not None:
             hook(ex)

@@ -483,6 +483,11 @@ def test_a_request_without_a_token_is_its_own_outcome(agw_proxy, idp, httpbin_ba
     outcomes = {dict(labels)["outcome"]: value for labels, value in
                 samples(text, "agw_jwt_authentications_total").items()}
     assert outcomes == {"no_token": 1.0, "ok": 1.0, "invalid_signature": 1.0}
+    decisions = samples(text, "agw_policy_decisions_total")
+    assert decisions[frozenset({("route", "httpbin"), ("policy", "jwt"), ("label", idp.issuer),
+                                ("outcome", "ok")})] == 1.0
+    assert decisions[frozenset({("route", "httpbin"), ("policy", "jwt"), ("label", ""),
+                                ("outcome", "no_token")})] == 1.0
     deadline = time.monotonic() + 10
     while len(log_path.read_text().splitlines() if log_path.exists() else []) < 3:
         assert time.monotonic() < deadline, "the access log did not get three lines"
