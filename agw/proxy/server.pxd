@@ -59,6 +59,8 @@ cdef class ClientProtocol:
     cdef public bint closing
     cdef public object pending_error
     cdef public Py_ssize_t requests
+    cdef public bint accepting
+    cdef public bytes backlog
 
     cpdef pause_reading_for(self, reason)
     cpdef resume_reading_for(self, reason)
@@ -67,6 +69,9 @@ cdef class ClientProtocol:
     cpdef write(self, bytes data)
     cpdef exchange_done(self, Exchange ex)
     cpdef dispatch(self, Exchange ex)
+    cpdef next_request(self)
+    cpdef parse(self, bytes data)
+    cpdef bint feed(self, bytes data) except -1
     cpdef Py_ssize_t _scan_plain_requests(self, bytes data) except -1
 
 cdef class Exchange(ResponseSink):

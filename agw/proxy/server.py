@@ -45,6 +45,10 @@ log = logging.getLogger("agw.proxy")
 PAUSE_PIPELINE = 1      # a later request waits for the active one
 PAUSE_UPSTREAM = 2      # the upstream's write buffer is full
 PAUSE_BUFFER = 4        # request body buffered while the upstream is being connected / auth is pending
+PAUSE_WRITE = 8         # the client is not reading what agw writes: no further request is answered
+
+MAX_PIPELINED = 32      # requests parsed ahead of the one being answered; later bytes wait unparsed
+PIPELINE_SLICE = 4096   # with requests waiting, input is parsed this much at a time (so the bound holds)
 
 BODY_BUFFER_LIMIT = 256 * 1024
 COALESCE_LIMIT = 64 * 1024   # writes to one peer in one pass are joined up to this size (larger: sent apart)
@@ -199,6 +203,8 @@ class ClientProtocol:
         self.closing = False
         self.pending_error: Optional[H.ErrorResponse] = None
         self.requests = 0
+        self.accepting = True    # False after a request that ends the connection: later ones are never run
+        self.backlog = b""       # input not parsed yet because MAX_PIPELINED requests wait
 
     # --- connection lifecycle ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -238,6 +244,10 @@ class ClientProtocol:
         ex = self.active
         if ex is not None and ex.conn is not None and ex.conn.transport is not None:
             ex.conn.transport.resume_reading()
+        if not self.closing:
+            self.resume_reading_for(PAUSE_WRITE)
+            if self.active is None and self.queue:
+                self.next_request()
 
     def pause_reading_for(self, reason) -> None:
         if not self.paused and self.transport is not None:
@@ -272,24 +282,67 @@ class ClientProtocol:
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        if self.parsing is None and self.headers_done and _scan_request is not None:
-            # llhttp is between messages: plain requests are taken whole by the C scanner.
-            start = self._scan_plain_requests(data)
-            if start >= len(data) or self.closing:
+        if self.backlog:
+            self.backlog += data   # at most one read arrives after reading was paused
+            return
+        self.parse(data)
+
+    def parse(self, data: bytes) -> None:
+        """Parse client input; with MAX_PIPELINED requests waiting, keep the rest unparsed for later."""
+        while data and not self.closing:
+            if self.parsing is None and self.headers_done and \
+                    (not self.accepting or len(self.queue) >= MAX_PIPELINED):
+                # Between messages: no request may follow (the rest is dropped), or enough wait already.
+                if self.accepting:
+                    self.backlog = data
+                self.pause_reading_for(PAUSE_PIPELINE)
                 return
-            if start:
-                data = data[start:]
+            if self.parsing is None and self.headers_done and _scan_request is not None:
+                # llhttp is between messages: plain requests are taken whole by the C scanner.
+                start = self._scan_plain_requests(data)
+                if start >= len(data) or self.closing:
+                    return
+                if start:
+                    data = data[start:]
+                    continue
+            if self.queue and len(data) > PIPELINE_SLICE:
+                piece = data[:PIPELINE_SLICE]
+                data = data[PIPELINE_SLICE:]
+            else:
+                piece = data
+                data = b""
+            if not self.feed(piece):
+                return
+
+    def resume_backlog(self) -> None:
+        data = self.backlog
+        self.backlog = b""
+        if self.closing:
+            return
+        if data:
+            self.parse(data)
+        if self.backlog or self.closing:
+            return
+        if self.active is None and not self.queue and self.headers_done:
+            self.next_request()      # nothing complete was left: wait for the next request
+        elif not self.queue:
+            self.resume_reading_for(PAUSE_PIPELINE)
+
+    def feed(self, data: bytes) -> bool:
+        """Feed llhttp; False when the connection is done with input (an error was answered, an upgrade)."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # We strip Upgrade (hop-by-hop) and never switch protocols: finish this request, then close.
-            if self.parsing is not None:
-                self.parsing.keep_alive = False
+            parsing = self.parsing
+            if parsing is not None:
+                parsing.keep_alive = False
+            self.accepting = False
             self.pause_reading_for(PAUSE_PIPELINE)
-            return
+            return False
         except _HeadTooLarge:
             self.fail(H.HEADERS_TOO_LARGE)
-            return
+            return False
         except httptools.HttpParserError as e:
             cause = e.__context__ or e.__cause__
             if isinstance(cause, _HeadTooLarge):
@@ -298,12 +351,19 @@ class ClientProtocol:
                 self.fail(cause.error)
             else:
                 self.fail(H.BAD_REQUEST)
-            return
+            return False
         if not self.headers_done:
-            # httptools keeps a half-received header line to itself; bound it here (one huge line).
-            self.raw_head_bytes += len(data)
-            if self.raw_head_bytes > self.ctx.max_header_bytes + 8192:
+            # httptools keeps a half-received header line to itself: the bytes after the read's last LF (more
+            # reads without one add up). Bound it with the lines already counted (one huge line).
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                self.raw_head_bytes = len(data) - nl - 1
+            else:
+                self.raw_head_bytes += len(data)
+            if self.head_bytes + self.raw_head_bytes > self.ctx.max_header_bytes + 8192:
                 self.fail(H.HEADERS_TOO_LARGE)
+                return False
+        return True
 
     def _scan_plain_requests(self, data: bytes) -> int:
         """Dispatch the requests at the start of `data` that the C scanner takes whole (plain heads, no
@@ -311,7 +371,7 @@ class ClientProtocol:
         ctx = self.ctx
         start = 0
         end = len(data)
-        while start < end and not self.closing:
+        while start < end and not self.closing and self.accepting and len(self.queue) < MAX_PIPELINED:
             head = _scan_request(data, start, ctx.special_headers, ctx.max_header_bytes, ctx.max_headers)
             if head is None:
                 break
@@ -327,6 +387,7 @@ class ClientProtocol:
         broken = self.parsing
         self.parsing = None
         self.headers_done = True
+        self.accepting = False
         self.pause_reading_for(PAUSE_PIPELINE)
         if broken is not None:
             # Its body's framing is invalid (a bad chunk): the request is abandoned, its upstream request
@@ -425,9 +486,15 @@ class ClientProtocol:
 
     def dispatch(self, ex: "Exchange") -> None:
         """A request head is complete: answer it now, or after the requests before it (pipelining)."""
+        if not self.accepting or self.closing:
+            # After a request that ends the connection (Connection: close, an error answered): never run.
+            self.parsing = None
+            return
         self.requests += 1
         self.parsing = ex
-        if self.active is None:
+        if not ex.keep_alive:
+            self.accepting = False
+        if self.active is None and not self.write_paused:
             self._disarm()
             self.active = ex
             ex.start()
@@ -471,12 +538,25 @@ class ClientProtocol:
             # Unread request body (early answer) or Connection: close: finish this connection.
             self.close()
             return
+        self.next_request()
+
+    def next_request(self) -> None:
+        """No request is being answered: start the next one, or wait for one (keep-alive)."""
         if self.queue:
+            if self.write_paused:
+                # The client is not reading its answers: answer no more until it does (bounded memory).
+                self.pause_reading_for(PAUSE_WRITE)
+                return
             nxt = self.queue.popleft()
             self.active = nxt
-            if not self.queue:
+            if self.backlog and len(self.queue) < MAX_PIPELINED:
+                self.loop.call_soon(self.resume_backlog)
+            elif not self.queue:
                 self.resume_reading_for(PAUSE_PIPELINE)
             nxt.start()
+            return
+        if self.backlog:
+            self.loop.call_soon(self.resume_backlog)
             return
         if self.pending_error is not None:
             self._write_and_close(self.pending_error.close)

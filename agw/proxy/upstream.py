@@ -322,6 +322,9 @@ class Target:
             conn.close()
             return
         conn.idle_since = time.monotonic()
+        # Its reading may have been paused for a slow client: an idle connection must read (to see a close)
+        # and the next exchange must get its answer.
+        conn.transport.resume_reading()
         self.idle.append(conn)
 
     def expire_idle(self, now: float) -> None:

@@ -421,6 +421,111 @@ def test_client_that_never_reads_does_not_grow_memory(proxy):
     assert get(proxy.port, "/after-stalled-reader").status == 200
 
 
+# --- pipelining bounds (issue 20 F3, F9, F13, F14) ---------------------------------------------------------
+
+# An obs-text byte keeps a request off the C scanner's fast path: llhttp parses it (both paths are bounded).
+LLHTTP_ONLY = b"X-Odd: \xe9\r\n"
+
+
+@pytest.mark.parametrize("parser", ["scanner", "llhttp"])
+def test_no_request_after_one_that_closes_the_connection_is_run(proxy, recorder, parser):
+    """F14: requests pipelined behind one answered with `connection: close` are never forwarded: a request
+    that asks to close, and one agw refuses at once before reading its body (invalid Host), which ends the
+    connection since the body is not read."""
+    extra = LLHTTP_ONLY if parser == "llhttp" else b""
+    with RawConnection(proxy.port) as conn:
+        conn.send(b"GET /f14-first-%b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%b\r\n"
+                  b"GET /f14-second-%b HTTP/1.1\r\nHost: 127.0.0.1\r\n%b\r\n"
+                  % (parser.encode(), extra, parser.encode(), extra))
+        data = conn.read_until_closed(timeout=5)
+    assert [r.status for r in parse_responses(data)] == [200]
+    with RawConnection(proxy.port) as conn:
+        conn.send(b"POST /f14-bad-host HTTP/1.1\r\nHost: bad host\r\nContent-Length: 5\r\n%b\r\nhello"
+                  b"GET /f14-third-%b HTTP/1.1\r\nHost: 127.0.0.1\r\n%b\r\n" % (extra, parser.encode(), extra))
+        data = conn.read_until_closed(timeout=5)
+    responses = parse_responses(data)
+    assert [r.status for r in responses] == [400] and responses[0].header("connection") == "close"
+    assert get(proxy.port, f"/f14-after-{parser}").status == 200
+    assert recorder.saw(f"/f14-first-{parser}")
+    assert not recorder.saw(f"/f14-second-{parser}") and not recorder.saw(f"/f14-third-{parser}")
+
+
+def test_many_pipelined_requests_in_one_read_are_not_a_431(proxy, recorder):
+    """F13: 300 pipelined requests (85 KB, more than a head may hold) sent at once, the last one completed
+    later, are all answered: only the head being received counts against the head limit."""
+    one = b"GET /f13 HTTP/1.1\r\nHost: 127.0.0.1\r\n" + LLHTTP_ONLY + b"X-Pad: " + b"p" * 220 + b"\r\n\r\n"
+    with RawConnection(proxy.port) as conn:
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        conn.send(one * 299 + one[:40])
+        time.sleep(0.1)
+        conn.send(one[40:] + b"GET /f13-last HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data = conn.read_until_closed(timeout=20)
+    statuses = [r.status for r in parse_responses(data)]
+    assert statuses == [200] * 301, {s: statuses.count(s) for s in set(statuses)}
+    assert recorder.saw("/f13-last")
+
+
+def _stalled_clients(port: int, count: int, first: bytes, filler: bytes, size: int) -> list[socket.socket]:
+    """`count` connections that each send `first`, then `size` bytes of pipelined `filler`, and never read."""
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        pending = first + filler * (size // len(filler))
+        try:
+            while pending:
+                pending = pending[sock.send(pending):]
+        except BlockingIOError:
+            pass   # the proxy stopped reading: what is left stays with the client
+        socks.append(sock)
+    return socks
+
+
+def test_pipelined_requests_waiting_behind_a_slow_one_are_bounded(proxy):
+    """F9: 200 connections each pipelining 256 KiB of tiny requests behind one slow request: agw parses a
+    bounded number ahead per connection, not the whole read."""
+    pid = proxy.proc.pid
+    before = rss_kib(pid)
+    socks = _stalled_clients(proxy.port, 200, b"GET /slow?delay=3 HTTP/1.1\r\nHost: bulk.test\r\n\r\n",
+                             b"GET /f9 HTTP/1.1\r\nHost: b\r\n\r\n", 256 * 1024)
+    try:
+        peak = before
+        for _ in range(10):
+            time.sleep(0.1)
+            peak = max(peak, rss_kib(pid))
+    finally:
+        for sock in socks:
+            sock.close()
+    assert peak - before < 48 * 1024, f"RSS grew from {before} KiB to {peak} KiB"
+    assert get(proxy.port, "/after-f9").status == 200
+
+
+def test_a_client_that_never_reads_agws_own_answers_is_bounded(proxy):
+    """F3: a client pipelining requests agw answers itself (400: no Host) without reading them: agw stops
+    answering (and reading) while its answers wait, instead of buffering them without bound."""
+    pid = proxy.proc.pid
+    before = rss_kib(pid)
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    request = b"GET /f3 HTTP/1.1\r\n\r\n" * 4096
+    sent = 0
+    peak = before
+    deadline = time.monotonic() + 3
+    try:
+        while time.monotonic() < deadline and sent < 400 * 1024 * 1024:
+            try:
+                sent += sock.send(request)
+            except BlockingIOError:
+                time.sleep(0.01)
+            peak = max(peak, rss_kib(pid))
+    finally:
+        sock.close()
+    assert peak - before < 64 * 1024, f"RSS grew from {before} KiB to {peak} KiB after {sent} bytes sent"
+    assert get(proxy.port, "/after-f3").status == 200
+
+
 # --- failing backends ------------------------------------------------------------------------------------
 
 def test_backend_down_is_502(proxy):
