@@ -3,8 +3,9 @@
 Lines, in order:
 - a config error (the files cannot be loaded at all): `config error: <path>: <reason>` lines only;
 - `<Kind>/<namespace>/<name>: <condition>[: <path>: <reason>[; ...]]` for each Kubernetes object;
-- `Route/<listener>/<route>: Accepted` for each route of the native config;
-- `config error: <path>: <reason>` for a native `jwtAuth` whose key set cannot be built;
+- `Route/<listener>/<route>: Accepted` for each route of the native config, or `Invalid: <path>: <reason>`
+  when its `jwtAuth` (its own or its listener's) cannot be built (a key set that is missing or unusable);
+- `Listener/<listener>: Invalid: ...` for a listener `jwtAuth` that cannot be built and that no route uses;
 - `warning: <text>` for what was ignored (other kinds of Kubernetes objects). Warnings never fail the check.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ def report(loaded: LoadedConfig) -> tuple[list[str], bool]:
     kube: Optional[Translation] = loaded.kube
     lines: list[str] = []
     errors: list[str] = []
+    verdicts_ok = True
     if kube is not None:
         from .kube import INVALID   # only a config with Kubernetes objects needs the translation module
         for binding in kube.policies:
@@ -58,23 +60,38 @@ def report(loaded: LoadedConfig) -> tuple[list[str], bool]:
         for li, listener in enumerate(bind.listeners):
             lpath = f"binds[{bi}].listeners[{li}]"
             lname = listener.name or f"listener{li}"
-            if listener.policies is not None and listener.policies.jwt_auth is not None:
-                errors += _native_problems(listener.policies.jwt_auth, f"{lpath}.policies.jwtAuth", loaded.base_dir)
+            inherited = listener.policies.jwt_auth if listener.policies is not None else None
+            inherited_problems = (_problems(inherited, f"{lpath}.policies.jwtAuth", loaded.base_dir)
+                                  if inherited is not None else [])
+            inherited_used = False
             for ri, route in enumerate(listener.routes):
                 if id(route) in generated:
                     continue
-                lines.append(f"Route/{lname}/{route.name or f'route{ri}'}: Accepted")
-                if route.policies is not None and route.policies.jwt_auth is not None:
-                    errors += _native_problems(route.policies.jwt_auth, f"{lpath}.routes[{ri}].policies.jwtAuth",
-                                               loaded.base_dir)
+                own = route.policies.jwt_auth if route.policies is not None else None
+                if own is not None:
+                    problems = _problems(own, f"{lpath}.routes[{ri}].policies.jwtAuth", loaded.base_dir)
+                else:
+                    problems, inherited_used = inherited_problems, inherited_used or inherited is not None
+                lines.append(_verdict(f"Route/{lname}/{route.name or f'route{ri}'}", problems))
+                verdicts_ok = verdicts_ok and not problems
+            if inherited_problems and not inherited_used:
+                # No route runs it, but it is still a policy the user wrote that cannot be built.
+                lines.append(_verdict(f"Listener/{lname}", inherited_problems))
+                verdicts_ok = False
     if not loaded.config.binds:
         errors.append("config error: binds: no listener configured")
-    ok = not errors and (kube is None or all(s.accepted for s in kube.statuses))
+    ok = verdicts_ok and not errors and (kube is None or all(s.accepted for s in kube.statuses))
     return lines + errors + [f"warning: {w}" for w in loaded.warnings], ok
 
 
-def _native_problems(jwt_auth: JwtAuth, path: str, base_dir: str) -> list[str]:
-    return [f"config error: {join_path(path, p)}: {r}" for p, r in key_set_problems(jwt_auth, base_dir)]
+def _verdict(label: str, problems: list[tuple[str, str]]) -> str:
+    if not problems:
+        return f"{label}: Accepted"
+    return f"{label}: Invalid: " + "; ".join(f"{p}: {r}" for p, r in problems)
+
+
+def _problems(jwt_auth: JwtAuth, path: str, base_dir: str) -> list[tuple[str, str]]:
+    return [(join_path(path, p), r) for p, r in key_set_problems(jwt_auth, base_dir)]
 
 
 def key_set_problems(jwt_auth: JwtAuth, base_dir: str) -> list[tuple[str, str]]:

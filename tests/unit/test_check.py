@@ -91,7 +91,7 @@ def test_native_config_error_lines(tmp_path):
     assert (lines, ok) == (["config error: binds[0].listeners[0].routes[0].backends[0].hots: unknown field"], False)
 
 
-def test_native_jwks_that_has_no_usable_key_is_a_config_error(tmp_path):
+def test_native_jwks_that_has_no_usable_key_makes_its_route_invalid(tmp_path):
     lines, ok = check_text(tmp_path, """
         binds:
         - port: 8080
@@ -106,9 +106,88 @@ def test_native_jwks_that_has_no_usable_key_is_a_config_error(tmp_path):
                   jwks: {inline: '{"keys": []}'}
         """)
     assert not ok
-    assert lines[0] == "Route/main/app: Accepted"
-    assert lines[1].startswith("config error: binds[0].listeners[0].routes[0].policies.jwtAuth.jwks.inline: ")
+    [line] = lines
+    assert line.startswith("Route/main/app: Invalid: binds[0].listeners[0].routes[0].policies.jwtAuth.jwks.inline: ")
+
+
+MISSING_FILE = """
+    binds:
+    - port: 8080
+      listeners:
+      - name: main
+        routes:
+        - name: health
+          backends: [{host: 127.0.0.1:8000}]
+        - name: app
+          backends: [{host: 127.0.0.1:8000}]
+          policies:
+            jwtAuth:
+              issuer: https://i.example
+              jwks: {file: missing.json}
+    """
+
+
+def test_a_missing_jwks_file_is_one_invalid_verdict_for_its_route(tmp_path):
+    lines, ok = check_text(tmp_path, MISSING_FILE)
+    assert (lines, ok) == (["Route/main/health: Accepted",
+                            "Route/main/app: Invalid: binds[0].listeners[0].routes[1].policies.jwtAuth.jwks.file: "
+                            f"cannot read {tmp_path / 'missing.json'}: No such file or directory"], False)
+
+
+def test_a_listener_policy_with_a_missing_jwks_file_makes_the_routes_using_it_invalid(tmp_path):
+    lines, ok = check_text(tmp_path, """
+        binds:
+        - port: 8080
+          listeners:
+          - name: main
+            policies:
+              jwtAuth: {issuer: https://i.example, jwks: {file: missing.json}}
+            routes:
+            - name: a
+              backends: [{host: 127.0.0.1:8000}]
+            - name: b
+              backends: [{host: 127.0.0.1:8000}]
+              policies:
+                jwtAuth: {issuer: https://i.example, jwks: {inline: '{"keys": []}'}}
+        """)
+    problem = f"binds[0].listeners[0].policies.jwtAuth.jwks.file: cannot read {tmp_path / 'missing.json'}: " \
+              "No such file or directory"
+    assert not ok
+    assert lines[0] == f"Route/main/a: Invalid: {problem}"
+    assert lines[1].startswith("Route/main/b: Invalid: binds[0].listeners[0].routes[1].policies.jwtAuth.jwks.inline: ")
     assert len(lines) == 2
+
+
+def test_an_unused_listener_policy_that_cannot_be_built_is_reported_on_its_listener(tmp_path):
+    lines, ok = check_text(tmp_path, """
+        binds:
+        - port: 8080
+          listeners:
+          - name: main
+            policies:
+              jwtAuth: {issuer: https://i.example, jwks: {file: missing.json}}
+            routes:
+            - name: a
+              backends: [{host: 127.0.0.1:8000}]
+              policies:
+                jwtAuth: {issuer: https://i.example, jwks: {url: "http://127.0.0.1:1/jwks"}}
+        """)
+    assert (lines, ok) == (["Route/main/a: Accepted",
+                            "Listener/main: Invalid: binds[0].listeners[0].policies.jwtAuth.jwks.file: "
+                            f"cannot read {tmp_path / 'missing.json'}: No such file or directory"], False)
+
+
+def test_cli_check_and_run_refuse_a_missing_jwks_file(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(MISSING_FILE))
+    assert main(["check", "-f", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Route/main/health: Accepted" and out[1].startswith("Route/main/app: Invalid: ")
+    assert len(out) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "-f", str(path), "--admin", "off"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines() == out[1:]
 
 
 def test_warnings_do_not_fail_the_check(tmp_path):
