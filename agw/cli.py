@@ -74,7 +74,7 @@ def load_or_exit(files: list[str], resolve: dict[str, str]) -> LoadedConfig:
         for line in e.lines():
             print(line, file=sys.stderr)
         raise SystemExit(2)
-    from .config.check import refusal_lines
+    from .check import refusal_lines
     bad = refusal_lines(loaded)   # the same lines `agw check` prints, key-set problems included
     if bad:
         for line in bad:
@@ -86,7 +86,7 @@ def load_or_exit(files: list[str], resolve: dict[str, str]) -> LoadedConfig:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .config.check import check_files
+    from .check import check_files
 
     lines, ok = check_files(args.files, _parse_resolve(args.resolve))
     for line in lines:

@@ -139,7 +139,7 @@ class ConfigSource:
     def build(self) -> "Runtime":
         """Load, check and build; raises ConfigError (with the same lines `agw check` prints)."""
         from ..config import load
-        from ..config.check import refusal_lines
+        from ..check import refusal_lines
         loaded = load(self.files, resolve=self.resolve)
         bad = refusal_lines(loaded)
         if bad:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agw.cli import main
-from agw.config.check import check_files
+from agw.check import check_files
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"KEYCLOAK_ISSUER": "http://127.0.0.1:8081/realms/master",
@@ -226,7 +226,7 @@ def test_cli_check_prints_the_lines_and_exits_0_or_1(tmp_path, capsys, monkeypat
 
 def test_refusal_lines_are_what_agw_run_prints(tmp_path):
     from agw.config import load
-    from agw.config.check import refusal_lines, report
+    from agw.check import refusal_lines, report
 
     path = tmp_path / "config.yaml"
     path.write_text(GUIDE.replace("jwks:\n          remote:", "jwks:\n          inline: '{\"keys\": []}'\n"

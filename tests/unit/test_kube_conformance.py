@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agw.config import load
-from agw.config.check import check_files
+from agw.check import check_files
 from tests.support.conformance import AGENTGATEWAY_JWTAUTH
 
 RESOLVE = {"backend.agentgateway-base:80": "127.0.0.1:9000"}

@@ -1,5 +1,7 @@
 """`agw check`: load config files and report one status line per object, as `agw run` would judge them.
 
+A service above config and jwt (it builds the policies to judge their key sets), so it lives beside cli.py.
+
 Lines, in order:
 - a config error (the files cannot be loaded at all): `config error: <path>: <reason>` lines only;
 - `<Kind>/<namespace>/<name>: <condition>[: <path>: <reason>[; ...]]` for each Kubernetes object;
@@ -13,12 +15,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Optional
 
-from .errors import ConfigError, join_path
-from .loader import LoadedConfig, load
-from .model import JwtAuth
+from .config.errors import ConfigError, join_path
+from .config.loader import LoadedConfig, load
+from .config.model import JwtAuth
+from .jwt import JwtPolicy
 
 if TYPE_CHECKING:
-    from .kube import Translation
+    from .config.kube import Translation
 
 
 def check_files(paths: list[str], resolve: Optional[dict[str, str]] = None,
@@ -47,7 +50,7 @@ def report(loaded: LoadedConfig) -> tuple[list[str], bool]:
     errors: list[str] = []
     verdicts_ok = True
     if kube is not None:
-        from .kube import INVALID   # only a config with Kubernetes objects needs the translation module
+        from .config.kube import INVALID   # only a config with Kubernetes objects needs the translation module
         for binding in kube.policies:
             if binding.keys_checked:
                 continue
@@ -96,10 +99,7 @@ def _problems(jwt_auth: JwtAuth, path: str, base_dir: str) -> list[tuple[str, st
 
 def key_set_problems(jwt_auth: JwtAuth, base_dir: str) -> list[tuple[str, str]]:
     """Build the policy as `agw run` would (inline and file key sets parsed, nothing fetched) and return its
-    problems. The JWT layer owns what makes a key usable; importing it here, lazily, keeps `agw check` and
-    `agw run` in agreement without the config package depending on it at import time."""
-    from ..jwt import JwtPolicy   # noqa: PLC0415 (config -> jwt is the wrong way round at import time)
-
+    problems. The JWT layer owns what makes a key usable, so `agw check` and `agw run` agree."""
     quiet = logging.getLogger("agw.jwt")
     level = quiet.level
     quiet.setLevel(logging.ERROR)   # skipped keys are reported as the problem itself, not as log noise
