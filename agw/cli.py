@@ -95,8 +95,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .proxy.accesslog import AccessLog, open_sink
-    from .proxy.app import ConfigSource, Runtime, install_uvloop, parse_admin, serve
+    from .serve.accesslog import AccessLog, open_sink
+    from .serve.app import ConfigSource, Runtime, install_uvloop, parse_admin, serve
 
     if not args.files:
         from .devtools.demo import run_demo
@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     admin = parse_admin(args.admin)
     source = ConfigSource(args.files, resolve)
     if args.workers > 1:
-        from .proxy.workers import run_workers
+        from .serve.workers import run_workers
         return run_workers(runtime, args.workers, admin=admin, drain_timeout=args.drain_timeout,
                            source=source, watch=args.watch, access_log=args.access_log)
     install_uvloop()
@@ -132,7 +132,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return dev_idp_main(argv[1:])
     parser = build_parser(dev_idp_options=argv[:1] == ["dev-idp"])
     args = parser.parse_args(argv)
-    from .proxy.accesslog import setup_logging
+    from .serve.accesslog import setup_logging
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     if args.command == "run":
         return cmd_run(args)

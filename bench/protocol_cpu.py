@@ -11,7 +11,7 @@ import asyncio
 import time
 
 from agw.config.loader import LoadedConfig, decode_native
-from agw.proxy.app import Runtime
+from agw.serve.app import Runtime
 from agw.proxy.server import ClientProtocol, ServerContext
 from agw.proxy.upstream import UpstreamConnection
 

@@ -11,8 +11,8 @@ import asyncio
 import sys
 
 from ..config.loader import LoadedConfig, decode_native
-from ..proxy.accesslog import AccessLog, open_sink
-from ..proxy.app import Runtime, install_uvloop, parse_admin, serve
+from ..serve.accesslog import AccessLog, open_sink
+from ..serve.app import Runtime, install_uvloop, parse_admin, serve
 from .demo_backend import DemoBackend
 from .dev_idp import DEVELOPMENT_ONLY_BANNER, DevIdp
 

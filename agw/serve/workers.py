@@ -24,7 +24,7 @@ from ..config import ConfigError
 from .accesslog import AccessLog, open_sink
 from .admin import AdminServer   # loaded before the fork: every worker serves its admin socket with it
 from .app import ConfigSource, Runtime, install_uvloop, make_listen_socket, serve
-from .metrics import merge, render
+from ..proxy.metrics import merge, render
 
 log = logging.getLogger("agw.workers")
 

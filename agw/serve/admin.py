@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 
 import httptools
 
-from .http import status_line
+from ..proxy.http import status_line
 
 Answer = tuple[int, bytes, bytes]            # status, content-type, body
 Handler = Callable[[bytes, bytes], Union[Answer, Awaitable[Answer]]]

@@ -18,10 +18,10 @@ from typing import Any, Callable, Optional
 from ..config import ConfigError, LoadedConfig
 from ..config.model import JwtAuth
 from .accesslog import AccessLog
-from .metrics import Stats, render
-from .routing import Router, build_router
-from .server import ClientProtocol, ServerContext
-from .upstream import BackendPool
+from ..proxy.metrics import Stats, render
+from ..proxy.routing import Router, build_router
+from ..proxy.server import ClientProtocol, ServerContext
+from ..proxy.upstream import BackendPool
 
 log = logging.getLogger("agw")
 
