@@ -5,10 +5,13 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import __version__
-from .config import ConfigError, LoadedConfig, load
+from .config import ConfigError, load
+
+if TYPE_CHECKING:
+    from .check import Checked
 
 log = logging.getLogger("agw")
 
@@ -66,23 +69,24 @@ def build_parser(dev_idp_options: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def load_or_exit(files: list[str], resolve: dict[str, str]) -> LoadedConfig:
-    """Load and validate; on any problem print the same lines as `agw check` and exit 2."""
+def load_or_exit(files: list[str], resolve: dict[str, str]) -> Checked:
+    """Load, validate and check (every policy built once, for `run` to serve); on any problem print the
+    same lines as `agw check` and exit 2."""
+    from .check import check
     try:
         loaded = load(files, resolve=resolve)
     except ConfigError as e:
         for line in e.lines():
             print(line, file=sys.stderr)
         raise SystemExit(2)
-    from .check import refusal_lines
-    bad = refusal_lines(loaded)   # the same lines `agw check` prints, key-set problems included
-    if bad:
-        for line in bad:
+    checked = check(loaded)
+    if not checked.ok:
+        for line in checked.refusals:
             print(line, file=sys.stderr)
         raise SystemExit(2)
     for w in loaded.warnings:
         log.warning("%s", w)
-    return loaded
+    return checked
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -102,13 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .devtools.demo import run_demo
         return run_demo(args)
     resolve = _parse_resolve(args.resolve)
-    loaded = load_or_exit(args.files, resolve)
-    try:
-        runtime = Runtime(loaded)   # builds every policy (inline/file JWKS) so errors surface before binding
-    except ConfigError as e:
-        for line in e.lines():
-            print(line, file=sys.stderr)
-        return 2
+    runtime = Runtime(load_or_exit(args.files, resolve))   # the policies `check` built, before binding
     admin = parse_admin(args.admin)
     source = ConfigSource(args.files, resolve)
     if args.workers > 1:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 
+from ..check import check
 from ..config.loader import LoadedConfig, decode_native
 from ..serve.accesslog import AccessLog, open_sink
 from ..serve.app import Runtime, install_uvloop, parse_admin, serve
@@ -70,7 +71,7 @@ async def _demo(args: argparse.Namespace, host: str) -> int:
     await backend.start()
     try:
         loaded = LoadedConfig(decode_native(demo_config(idp, backend.port, host)))
-        runtime = Runtime(loaded)
+        runtime = Runtime(check(loaded))
         sink = open_sink(getattr(args, "access_log", "-"))
         admin = parse_admin(getattr(args, "admin", "off"))
 

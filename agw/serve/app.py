@@ -15,7 +15,8 @@ import ssl
 import time
 from typing import Any, Callable, Optional
 
-from ..config import ConfigError, LoadedConfig
+from ..check import Checked, load_checked
+from ..config import ConfigError
 from ..config.model import JwtAuth
 from .accesslog import AccessLog
 from ..proxy.metrics import Stats, render
@@ -28,29 +29,27 @@ log = logging.getLogger("agw")
 TICK_SECONDS = 0.25
 
 
-def _jwt_policy_factory(base_dir: str, policies: list) -> Callable[[JwtAuth, str], Any]:
-    built: dict[int, Any] = {}
+def _policy_lookup(checked: Checked, used: list) -> Callable[[JwtAuth, str], Any]:
+    """The route table's policy factory: hands out the policies `agw check` built (never a second build);
+    `used` collects those the routes use, once each (a listener-level policy is shared by its routes)."""
+    seen: set[int] = set()
 
-    def make(cfg: JwtAuth, route_name: str) -> Any:
-        from ..jwt import JwtPolicy   # config -> jwt -> proxy: the proxy only calls the policy's API
+    def lookup(cfg: JwtAuth, route_name: str) -> Any:
+        policy = checked.policies.get(id(cfg))
+        if policy is None:   # check() refused this config: a Runtime is never built from it
+            raise ConfigError([(f"route {route_name}", "jwtAuth was not built (the config was refused)")])
+        if id(policy) not in seen:
+            seen.add(id(policy))
+            used.append(policy)
+        return policy
 
-        # One policy object per config object: a listener-level policy is shared by its routes.
-        key = id(cfg)
-        if key not in built:
-            try:
-                built[key] = JwtPolicy(cfg, base_dir, name=route_name)
-            except ConfigError as e:
-                raise ConfigError([(f"route {route_name}: jwtAuth.{p}" if p else f"route {route_name}", r)
-                                   for p, r in e.problems]) from None
-            policies.append(built[key])
-        return built[key]
-
-    return make
+    return lookup
 
 
-def _policy_factory(base_dir: str, built: list) -> Callable[[Any, str], tuple]:
-    """Builds a route's request-policy chain (agw/chain.py) from its `policies`, in the order they apply."""
-    make_jwt = _jwt_policy_factory(base_dir, built)
+def _policy_factory(checked: Checked, built: list) -> Callable[[Any, str], tuple]:
+    """Builds a route's request-policy chain (agw/chain.py) from its `policies`, in the order they apply, out
+    of the policies `agw check` built."""
+    make_jwt = _policy_lookup(checked, built)
 
     def make(policies: Any, route_name: str) -> tuple:
         chain = []
@@ -62,14 +61,15 @@ def _policy_factory(base_dir: str, built: list) -> Callable[[Any, str], tuple]:
 
 
 class Runtime:
-    """Routes, pools and policies of one config, ready to attach to listening sockets."""
+    """Routes, pools and policies of one checked config, ready to attach to listening sockets."""
 
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, checked: Checked) -> None:
+        loaded = checked.loaded
         self.loaded = loaded
         self.settings = loaded.config.config
         self.pools: dict[str, BackendPool] = {}
         self.policies: list = []
-        factory = _policy_factory(loaded.base_dir, self.policies)
+        factory = _policy_factory(checked, self.policies)
         self.routers: list[tuple[Any, Router]] = [
             (bind, build_router(bind.listeners, self.settings, factory, self.pools))
             for bind in loaded.config.binds
@@ -137,14 +137,9 @@ class ConfigSource:
         return False
 
     def build(self) -> "Runtime":
-        """Load, check and build; raises ConfigError (with the same lines `agw check` prints)."""
-        from ..config import load
-        from ..check import refusal_lines
-        loaded = load(self.files, resolve=self.resolve)
-        bad = refusal_lines(loaded)
-        if bad:
-            raise ConfigError([("", line) for line in bad])
-        return Runtime(loaded)
+        """Load, check (building every policy once) and build; raises ConfigError with the lines `agw check`
+        prints."""
+        return Runtime(load_checked(self.files, resolve=self.resolve))
 
 
 class Worker:
@@ -323,16 +318,22 @@ async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: fl
     return 0
 
 
-async def _reload(worker: Worker, source: ConfigSource) -> None:
-    loop = asyncio.get_running_loop()
+def build_or_refuse(source: ConfigSource) -> Optional[Runtime]:
+    """A reload's new runtime, or None after logging why it is refused (the old config keeps serving).
+    One place for the worker and the supervisor, so both refuse with the same words."""
     try:
-        runtime = await loop.run_in_executor(None, source.build)
+        return source.build()
     except ConfigError as e:
-        log.error("reload refused, still serving the previous config: %s", "; ".join(e.lines()),
-                  extra={"event": "reload_refused"})
-        return
+        reason = "; ".join(e.lines())
     except Exception as e:  # noqa: BLE001 - a reload must never take the proxy down
-        log.error("reload refused, still serving the previous config: %s", e, extra={"event": "reload_refused"})
+        reason = str(e) or repr(e)
+    log.error("reload refused, still serving the previous config: %s", reason, extra={"event": "reload_refused"})
+    return None
+
+
+async def _reload(worker: Worker, source: ConfigSource) -> None:
+    runtime = await asyncio.get_running_loop().run_in_executor(None, build_or_refuse, source)
+    if runtime is None:
         return
     await worker.reload(runtime)
     log.info("config reloaded from %s", ", ".join(source.files), extra={"event": "reloaded"})
@@ -357,4 +358,5 @@ def parse_address(value: str, default_host: str = "127.0.0.1") -> tuple[str, int
     return (host.strip("[]") or default_host), int(port)
 
 
-__all__ = ["ConfigSource", "Runtime", "Worker", "serve", "install_uvloop", "parse_address", "parse_admin"]
+__all__ = ["ConfigSource", "Runtime", "Worker", "build_or_refuse", "serve", "install_uvloop", "parse_address",
+           "parse_admin"]

@@ -225,8 +225,8 @@ def test_cli_check_prints_the_lines_and_exits_0_or_1(tmp_path, capsys, monkeypat
 
 
 def test_refusal_lines_are_what_agw_run_prints(tmp_path):
+    from agw.check import check
     from agw.config import load
-    from agw.check import refusal_lines, report
 
     path = tmp_path / "config.yaml"
     path.write_text(GUIDE.replace("jwks:\n          remote:", "jwks:\n          inline: '{\"keys\": []}'\n"
@@ -234,8 +234,7 @@ def test_refusal_lines_are_what_agw_run_prints(tmp_path):
     loaded = load([str(path)], resolve=RESOLVE, env=ENV)
     assert loaded.statuses[-1] == (f"{POLICY}: Invalid: spec.traffic.jwtAuthentication.providers[0].jwks: "
                                    f"exactly one of inline, remote is required")
-    assert refusal_lines(loaded) == [loaded.statuses[-1]]
-    assert report(loaded) == report(loaded)     # idempotent: the status is not reported twice
-
+    assert check(loaded).refusals == [loaded.statuses[-1]]
+    assert check(loaded).lines == check(loaded).lines     # idempotent: the status is not reported twice
     path.write_text(GUIDE)
-    assert refusal_lines(load([str(path)], resolve=RESOLVE, env=ENV)) == []
+    assert check(load([str(path)], resolve=RESOLVE, env=ENV)).refusals == []
