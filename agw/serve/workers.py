@@ -20,10 +20,9 @@ from typing import Optional
 
 import orjson
 
-from ..config import ConfigError
 from .accesslog import AccessLog, open_sink
 from .admin import AdminServer   # loaded before the fork: every worker serves its admin socket with it
-from .app import ConfigSource, Runtime, install_uvloop, make_listen_socket, serve
+from .app import ConfigSource, Runtime, build_or_refuse, install_uvloop, make_listen_socket, serve
 from ..proxy.metrics import merge, render
 
 log = logging.getLogger("agw.workers")
@@ -119,15 +118,8 @@ class Supervisor:
     def reload(self) -> None:
         if self.source is None:
             return
-        try:
-            runtime = self.source.build()
-        except ConfigError as e:
-            log.error("reload refused, still serving the previous config: %s", "; ".join(e.lines()),
-                      extra={"event": "reload_refused"})
-            return
-        except Exception as e:  # noqa: BLE001
-            log.error("reload refused, still serving the previous config: %s", e,
-                      extra={"event": "reload_refused"})
+        runtime = build_or_refuse(self.source)   # refused once here, with its reason, before any worker sees it
+        if runtime is None:
             return
         # A worker restarted later must start on this config, not the one agw started with; and a bind the
         # new config drops must stop listening: the supervisor's copies of its sockets would otherwise
