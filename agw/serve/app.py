@@ -19,7 +19,8 @@ from ..check import Checked, load_checked
 from ..config import ConfigError
 from ..config.model import JwtAuth
 from .accesslog import AccessLog
-from ..proxy.metrics import Stats, render
+from .counters import RetiredCounters
+from ..proxy.metrics import Stats, merge, render
 from ..proxy.routing import Router, build_router
 from ..proxy.server import ClientProtocol, ServerContext
 from ..proxy.upstream import BackendPool
@@ -155,7 +156,7 @@ class Worker:
         self.draining = False
         self.stats = Stats()
         self.access_log = access_log
-        self.retired: list[Runtime] = []
+        self.retired = RetiredCounters()
         self._ticker: Optional[asyncio.TimerHandle] = None
 
     def _tick(self) -> None:
@@ -221,6 +222,7 @@ class Worker:
                 await self._start_bind(bind, router)
             else:
                 ctx.apply(router, runtime.settings)
+        self.retired.retire(old)
         for pool in old.pools.values():
             pool.retire()
         await old.close_policies()
@@ -231,12 +233,17 @@ class Worker:
     def ready(self) -> bool:
         return bool(self.servers) and not self.draining and self.runtime.ready()
 
+    def snapshot(self) -> dict:
+        """This worker's counters and gauges; counters include what retired configs counted."""
+        return self.retired.add_to(self.stats.snapshot(self.runtime))
+
     def metrics(self) -> tuple[bytes, bytes]:
-        return render(self.stats.snapshot(self.runtime))
+        # merge() of one snapshot sums label sets that occur twice (a live and a retired pool, one backend)
+        return render(merge([self.snapshot()]))
 
     def stats_json(self) -> bytes:
         import orjson
-        snap = self.stats.snapshot(self.runtime)
+        snap = self.snapshot()
         snap["ready"] = self.ready()
         return orjson.dumps(snap)
 

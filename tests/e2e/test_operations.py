@@ -367,3 +367,46 @@ def test_watch_picks_up_a_changed_file(agw_proxy, backend):
         assert time.monotonic() < deadline, f"--watch never reloaded\n{proxy.output()}"
         time.sleep(0.1)
     assert count_logs(proxy, "reloaded") == 1
+
+
+# --- counters across reloads ----------------------------------------------------------------------------------
+
+COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def secured_config(backend: int, idp, port: int, extra_routes: tuple[dict, ...] = ()) -> dict:
+    """config() with a route "secure" (host secure.test) behind a strict jwtAuth with the IdP's remote JWKS."""
+    secure = {"name": "secure", "hostnames": ["secure.test"], "backends": [{"host": f"127.0.0.1:{backend}"}],
+              "policies": {"jwtAuth": {"issuer": idp.issuer, "jwks": {"url": idp.jwks_url}}}}
+    return config(backend, port=port, extra_routes=(secure, *extra_routes))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_counter_only_grows_across_a_reload(agw_proxy, backend, idp, workers):
+    port = free_port()
+    proxy = agw_proxy(secured_config(backend, idp, port),
+                      extra_args=("--access-log", "off", "--workers", str(workers)), wait_readyz=True)
+    token = idp.password_token()
+    for _ in range(6):   # a token enters the cache at its second verification: hits and misses both move
+        assert get(proxy, "/headers", host="secure.test", headers={"Authorization": f"Bearer {token}"}).status == 200
+    assert get(proxy, "/headers", host="secure.test").status == 401
+    assert get(proxy, "/headers", host="dead.test").status == 502
+    before = scrape(proxy)
+    counters = {k: v for k, v in before.items() if k[0].endswith(COUNTER_SUFFIXES)}
+    for name in ("agw_jwt_cache_hits_total", "agw_jwt_cache_misses_total", "agw_jwks_fetches_total",
+                 "agw_upstream_connect_errors_total", "agw_requests_total", "agw_jwt_authentications_total"):
+        assert total(counters, name) > 0, name
+
+    proxy.write_config(secured_config(backend, idp, port, extra_routes=(route_to("new", "/new", backend),)))
+    proxy.send_signal(signal.SIGHUP)
+    wait_for_log_count(proxy, "reloaded", workers)    # each worker logs its own reload
+    after = scrape(proxy)
+    shrunk = {k: (v, after.get(k)) for k, v in counters.items() if after.get(k, -1.0) < v}
+    assert not shrunk, f"counters that went down or vanished across the reload: {shrunk}"
+
+
+def wait_for_log_count(proxy, event: str, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while count_logs(proxy, event) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} {event!r} log lines"
+        time.sleep(0.05)
