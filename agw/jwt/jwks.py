@@ -204,7 +204,8 @@ class RemoteSource:
         return None if self.feed is None else self.feed.want_keys(unknown_kid)
 
     def ready(self) -> bool:
-        return self.answered()
+        """Ready means holding keys: a source whose fetches all failed so far is not ready."""
+        return self.feed is not None and self.feed.has_keys
 
     def answered(self) -> bool:
         """The first fetch has an answer, keys or a failure."""

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Optional
 
 from ..check import Checked, load_checked
-from ..config import ConfigError
+from ..config import ConfigError, parse_duration
 from ..config.model import JwtAuth
 from .accesslog import AccessLog
 from .counters import RetiredCounters
@@ -89,7 +89,24 @@ class Runtime:
         for pool in self.pools.values():
             pool.close_all()
 
-    def ready(self) -> bool:
+    def not_ready(self) -> list[str]:
+        """One line per provider whose remote JWKS holds no keys (yet): the reason /readyz gives."""
+        lines: list[str] = []
+        for policy in self.policies:
+            for provider in policy.stats()["providers"]:
+                if provider.get("has_keys") is False:
+                    line = (f"jwks: provider {provider['issuer']}: no keys from {provider['source']}"
+                            f" ({provider.get('last_error') or 'first fetch in progress'})")
+                    if line not in lines:
+                        lines.append(line)
+        return lines
+
+    async def wait_keys(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until every remote JWKS holds keys; whether they all do."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for policy in self.policies:
+            await policy.wait_ready(max(0.0, deadline - loop.time()))
         return all(p.ready() for p in self.policies)
 
 
@@ -175,6 +192,15 @@ class Worker:
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.runtime.start_policies()
+        # Bound now (an address in use fails at once); traffic is taken once every remote JWKS holds keys, or
+        # when the start-up grace is over (connections wait in the backlog meanwhile).
+        for bind, _ in self.runtime.routers:
+            key = (bind.address, bind.port)
+            self.sockets[key] = self.sockets.get(key) or make_listen_socket(bind.address, bind.port, self.reuse_port)
+        if not await self.runtime.wait_keys(parse_duration(self.runtime.settings.startup_grace)):
+            for line in self.runtime.not_ready():
+                log.warning("taking traffic without keys, not ready until they load: %s", line,
+                            extra={"event": "jwks_not_ready"})
         for bind, router in self.runtime.routers:
             await self._start_bind(bind, router)
         self._ticker = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
@@ -230,8 +256,16 @@ class Worker:
         # config's policies hold reference cycles, so they must be collectable again now that they are retired.
         gc.unfreeze()
 
+    def not_ready(self) -> list[str]:
+        """Why /readyz answers 503 (empty: ready)."""
+        if self.draining:
+            return ["draining"]
+        if not self.servers:
+            return ["starting: waiting for JWKS keys (startupGrace)"] + self.runtime.not_ready()
+        return self.runtime.not_ready()
+
     def ready(self) -> bool:
-        return bool(self.servers) and not self.draining and self.runtime.ready()
+        return not self.not_ready()
 
     def snapshot(self) -> dict:
         """This worker's counters and gauges; counters include what retired configs counted."""
@@ -244,7 +278,7 @@ class Worker:
     def stats_json(self) -> bytes:
         import orjson
         snap = self.snapshot()
-        snap["ready"] = self.ready()
+        snap["not_ready"] = self.not_ready()
         return orjson.dumps(snap)
 
     def connection_count(self) -> int:

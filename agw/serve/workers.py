@@ -16,7 +16,7 @@ import signal
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import Awaitable, Optional
 
 import orjson
 
@@ -99,17 +99,21 @@ class Supervisor:
     async def _all_stats(self) -> list[Optional[dict]]:
         return list(await asyncio.gather(*(self._ask(i) for i in range(self.n))))
 
-    async def _ready(self) -> bool:
+    async def _not_ready(self) -> list[str]:
         if self.stopping:
-            return False
-        stats = await self._all_stats()
-        return all(s is not None and s.get("ready") for s in stats)
+            return ["draining"]
+        reasons: list[str] = []
+        for i, s in enumerate(await self._all_stats()):
+            for line in ([f"worker {i}: no answer"] if s is None else s.get("not_ready", [])):
+                if line not in reasons:   # every worker fetches the same key sets: name each once
+                    reasons.append(line)
+        return reasons
 
     async def _metrics(self) -> tuple[bytes, bytes]:
         return render(merge(s for s in await self._all_stats() if s is not None))
 
-    def ready(self):
-        return self._ready()
+    def not_ready(self) -> Awaitable[list[str]]:
+        return self._not_ready()
 
     def metrics(self):
         return self._metrics()

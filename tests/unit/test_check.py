@@ -238,3 +238,21 @@ def test_refusal_lines_are_what_agw_run_prints(tmp_path):
     assert check(loaded).lines == check(loaded).lines     # idempotent: the status is not reported twice
     path.write_text(GUIDE)
     assert check(load([str(path)], resolve=RESOLVE, env=ENV)).refusals == []
+
+
+@pytest.mark.parametrize("grace, problem", [
+    ("soon", "config error: config.startupGrace: invalid duration 'soon' (use e.g. 30s, 5m, 1h)"),
+    ("-1s", "config error: config.startupGrace: invalid duration '-1s' (use e.g. 30s, 5m, 1h)"),
+])
+def test_startup_grace_is_a_duration_and_may_be_zero(tmp_path, grace, problem):
+    text = f"""
+        binds:
+        - port: 8080
+          listeners:
+          - routes:
+            - backends: [{{host: 127.0.0.1:8000}}]
+        config:
+          startupGrace: {grace}
+        """
+    assert check_text(tmp_path, text) == ([problem], False)
+    assert check_text(tmp_path, text.replace(f"startupGrace: {grace}", "startupGrace: 0s"))[1]

@@ -181,7 +181,8 @@ def test_idp_down_at_start_then_up():
         src = source_of(p)
         src.backoff_start = 0.05
         await p.start()
-        await answered(p)  # the first fetch failed: tokens get keys unavailable
+        await answered(p)  # the first fetch failed: not ready (no keys), and tokens get keys unavailable
+        assert not p.ready()
         assert (await answer(p, TOKEN_A)).reason == "keys_unavailable"
         srv.port = port
         async with srv:
@@ -263,7 +264,7 @@ def test_size_limit_and_timeout_and_chunked_bodies():
             src = source_of(p)
             await p.start()
             await answered(p)
-            assert not src.has_keys and "larger than" in src.last_error
+            assert not src.has_keys and "larger than" in src.last_error and not p.ready()
             await p.close()
 
             srv.chunked = True
