@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from ..check import Checked, load_checked
 from ..config import ConfigError, parse_duration
 from ..config.model import JwtAuth
+from ..jwt.jwks import RemoteSource
 from .accesslog import AccessLog
 from .counters import RetiredCounters
 from ..proxy.metrics import Stats, merge, render
@@ -101,6 +102,24 @@ class Runtime:
                         lines.append(line)
         return lines
 
+    def remote_sources(self) -> list[RemoteSource]:
+        return [p.source for policy in self.policies for p in policy.core.providers
+                if isinstance(p.source, RemoteSource)]
+
+    async def first_answers(self) -> None:
+        """Wait until every remote JWKS has an answer, keys or a failure: at once for the URLs carried over
+        from the config before (their keys came with them), one fetch for a new URL, bounded by its
+        fetchTimeout (a source that failed goes live without keys and /readyz names it)."""
+        waits = [asyncio.wait_for(asyncio.shield(s.fetch()), s.timeout + 1.0)
+                 for s in self.remote_sources() if not s.answered()]
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def retire_after(self) -> float:
+        """How long a retired config's policies stay subscribed to their key sets: a request in flight on
+        them may be waiting for a fetch, which takes at most its fetchTimeout."""
+        return max([s.timeout for s in self.remote_sources()], default=0.0) + 1.0
+
     async def wait_keys(self, timeout: float) -> bool:
         """Wait (at most `timeout` seconds) until every remote JWKS holds keys; whether they all do."""
         loop = asyncio.get_running_loop()
@@ -175,6 +194,7 @@ class Worker:
         self.access_log = access_log
         self.retired = RetiredCounters()
         self._ticker: Optional[asyncio.TimerHandle] = None
+        self._closing: dict[asyncio.Future, Runtime] = {}    # retired configs, closed once in-flight work is done
 
     def _tick(self) -> None:
         """Timeouts without per-request timers: deadlines are checked here, four times a second."""
@@ -227,8 +247,10 @@ class Worker:
 
     async def reload(self, runtime: Runtime) -> None:
         """Swap in a new config: same binds keep their sockets and connections; requests in flight finish
-        on the routes they started with."""
+        on the routes and policies they started with. The new config takes traffic once each of its remote
+        JWKS has keys (carried over) or an answer to its first fetch."""
         await runtime.start_policies()
+        await runtime.first_answers()
         old = self.runtime
         self.runtime = runtime
         wanted = {(b.address, b.port): (b, r) for b, r in runtime.routers}
@@ -251,6 +273,12 @@ class Worker:
         self.retired.retire(old)
         for pool in old.pools.values():
             pool.retire()
+        task = asyncio.ensure_future(self._close_later(old, old.retire_after()))
+        self._closing[task] = old
+        task.add_done_callback(lambda t: self._closing.pop(t, None))
+
+    async def _close_later(self, old: Runtime, delay: float) -> None:
+        await asyncio.sleep(delay)
         await old.close_policies()
         # A forked worker starts with the supervisor's start-up objects frozen (see run_workers); the old
         # config's policies hold reference cycles, so they must be collectable again now that they are retired.
@@ -305,6 +333,9 @@ class Worker:
             self._ticker.cancel()
         if self.access_log is not None:
             self.access_log.flush()
+        for task, old in list(self._closing.items()):
+            task.cancel()
+            await old.close_policies()
         await self.runtime.close()
 
 
