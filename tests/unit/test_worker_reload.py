@@ -30,7 +30,8 @@ def runtime(port: int, url: str, fetch_timeout: str = "2s") -> Runtime:
 
 def jwt_of(rt: Runtime):
     [(_, router)] = rt.routers
-    return router.routes[0].jwt
+    [policy] = router.routes[0].policies
+    return policy
 
 
 def test_reload_fetches_a_new_url_first_and_carries_an_old_one_over():
