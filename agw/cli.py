@@ -5,10 +5,13 @@ import argparse
 import asyncio
 import logging
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import __version__
-from .config import ConfigError, LoadedConfig, load
+from .config import ConfigError, load
+
+if TYPE_CHECKING:
+    from .check import Checked
 
 log = logging.getLogger("agw")
 
@@ -66,27 +69,28 @@ def build_parser(dev_idp_options: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def load_or_exit(files: list[str], resolve: dict[str, str]) -> LoadedConfig:
-    """Load and validate; on any problem print the same lines as `agw check` and exit 2."""
+def load_or_exit(files: list[str], resolve: dict[str, str]) -> Checked:
+    """Load, validate and check (every policy built once, for `run` to serve); on any problem print the
+    same lines as `agw check` and exit 2."""
+    from .check import check
     try:
         loaded = load(files, resolve=resolve)
     except ConfigError as e:
         for line in e.lines():
             print(line, file=sys.stderr)
         raise SystemExit(2)
-    from .config.check import refusal_lines
-    bad = refusal_lines(loaded)   # the same lines `agw check` prints, key-set problems included
-    if bad:
-        for line in bad:
+    checked = check(loaded)
+    if not checked.ok:
+        for line in checked.refusals:
             print(line, file=sys.stderr)
         raise SystemExit(2)
     for w in loaded.warnings:
         log.warning("%s", w)
-    return loaded
+    return checked
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .config.check import check_files
+    from .check import check_files
 
     lines, ok = check_files(args.files, _parse_resolve(args.resolve))
     for line in lines:
@@ -95,24 +99,18 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .proxy.accesslog import AccessLog, open_sink
-    from .proxy.app import ConfigSource, Runtime, install_uvloop, parse_admin, serve
+    from .serve.accesslog import AccessLog, open_sink
+    from .serve.app import ConfigSource, Runtime, install_uvloop, parse_admin, serve
 
     if not args.files:
         from .devtools.demo import run_demo
         return run_demo(args)
     resolve = _parse_resolve(args.resolve)
-    loaded = load_or_exit(args.files, resolve)
-    try:
-        runtime = Runtime(loaded)   # builds every policy (inline/file JWKS) so errors surface before binding
-    except ConfigError as e:
-        for line in e.lines():
-            print(line, file=sys.stderr)
-        return 2
+    runtime = Runtime(load_or_exit(args.files, resolve))   # the policies `check` built, before binding
     admin = parse_admin(args.admin)
     source = ConfigSource(args.files, resolve)
     if args.workers > 1:
-        from .proxy.workers import run_workers
+        from .serve.workers import run_workers
         return run_workers(runtime, args.workers, admin=admin, drain_timeout=args.drain_timeout,
                            source=source, watch=args.watch, access_log=args.access_log)
     install_uvloop()
@@ -132,7 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return dev_idp_main(argv[1:])
     parser = build_parser(dev_idp_options=argv[:1] == ["dev-idp"])
     args = parser.parse_args(argv)
-    from .proxy.accesslog import setup_logging
+    from .serve.accesslog import setup_logging
     setup_logging(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     if args.command == "run":
         return cmd_run(args)

@@ -10,8 +10,9 @@ import argparse
 import asyncio
 import time
 
+from agw.check import check
 from agw.config.loader import LoadedConfig, decode_native
-from agw.proxy.app import Runtime
+from agw.serve.app import Runtime
 from agw.proxy.server import ClientProtocol, ServerContext
 from agw.proxy.upstream import UpstreamConnection
 
@@ -55,7 +56,7 @@ def main() -> None:
         import yaml
         route["policies"] = yaml.safe_load(open(args.jwt_config))
     cfg = decode_native({"binds": [{"port": 1, "listeners": [{"routes": [route]}]}]})
-    runtime = Runtime(LoadedConfig(cfg))
+    runtime = Runtime(check(LoadedConfig(cfg)))
     if runtime.policies:
         loop.run_until_complete(runtime.start_policies())
     bind, router = runtime.routers[0]

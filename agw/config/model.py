@@ -163,6 +163,10 @@ class Settings(_Base, kw_only=True):
     max_headers: int = 100
     max_connections: int = 10000
     max_idle_upstream_per_backend: int = 128
+    # At start, how long listeners wait for every remote JWKS's first keys before they take traffic anyway
+    # (bound at once, connections wait in the backlog); 0 = take traffic at once. /readyz says 503 until
+    # every remote JWKS holds keys, whatever this is.
+    startup_grace: str = "10s"
 
 
 class Config(_Base, kw_only=True):

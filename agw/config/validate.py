@@ -22,7 +22,7 @@ class Problems(list):
 
     def duration(self, path: str, value: object) -> None:
         try:
-            if parse_duration(value) <= 0 and not path.endswith("clockSkew"):
+            if parse_duration(value) <= 0 and not path.endswith(("clockSkew", "startupGrace")):
                 self.add(path, "must be greater than zero")
         except ValueError as e:
             self.add(path, str(e))
@@ -50,7 +50,7 @@ def check_config(cfg: Config, prefix: str = "") -> list[tuple[str, str]]:
     p = Problems()
     s = cfg.config
     for name in ("connect_timeout", "response_timeout", "request_header_timeout", "keepalive_timeout",
-                 "body_idle_timeout", "upstream_idle_timeout"):
+                 "body_idle_timeout", "upstream_idle_timeout", "startup_grace"):
         camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
         p.duration(join_path(prefix, f"config.{camel}"), getattr(s, name))
     for name, lo in (("maxHeaderBytes", 1024), ("maxHeaders", 8), ("maxConnections", 1)):

@@ -10,9 +10,10 @@ import argparse
 import asyncio
 import sys
 
+from ..check import check
 from ..config.loader import LoadedConfig, decode_native
-from ..proxy.accesslog import AccessLog, open_sink
-from ..proxy.app import Runtime, install_uvloop, parse_admin, serve
+from ..serve.accesslog import AccessLog, open_sink
+from ..serve.app import Runtime, install_uvloop, parse_admin, serve
 from .demo_backend import DemoBackend
 from .dev_idp import DEVELOPMENT_ONLY_BANNER, DevIdp
 
@@ -70,7 +71,7 @@ async def _demo(args: argparse.Namespace, host: str) -> int:
     await backend.start()
     try:
         loaded = LoadedConfig(decode_native(demo_config(idp, backend.port, host)))
-        runtime = Runtime(loaded)
+        runtime = Runtime(check(loaded))
         sink = open_sink(getattr(args, "access_log", "-"))
         admin = parse_admin(getattr(args, "admin", "off"))
 

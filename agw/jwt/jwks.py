@@ -8,6 +8,7 @@ concurrent requests share it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import re
@@ -147,7 +148,13 @@ def max_age_of(headers: dict[bytes, bytes]) -> Optional[float]:
 
 
 class RemoteSource:
-    """A JWKS URL shared by every provider that names it: first fetch, background refresh, shared fetches."""
+    """A policy's handle on a JWKS URL: its providers and the settings its config gives the fetch.
+
+    The fetching itself (keys, refresh schedule, counters, the fetch in flight) is a `Feed` shared by every
+    started source of this process with the same URL and CA: several policies naming one URL share one
+    fetch, and across a reload the new config's sources join the feed the old config's sources used, so
+    they start with its keys, its schedule and its counters instead of from nothing.
+    """
     kind = "remote"
 
     def __init__(self, url: str, providers: list[Provider], *, cache_duration: float, timeout: float,
@@ -163,27 +170,129 @@ class RemoteSource:
         self.min_refresh = min(MIN_REFRESH, self.cache_duration)
         self.backoff_start, self.backoff_max = BACKOFF_START, BACKOFF_MAX
         self._ssl: Optional[ssl.SSLContext] = None
+        ca_digest = ""
+        if ca_file:
+            # The CA's content is part of the feed's identity: a reload with a changed CA file fetches anew.
+            with open(ca_file, "rb") as f:
+                ca_digest = hashlib.sha256(f.read()).hexdigest()
         if url.startswith("https:"):
             self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-        self._inflight: Optional[asyncio.Future] = None
-        self._task: Optional[asyncio.Task] = None
-        self._wake: Optional[asyncio.Event] = None
-        self._last_unknown_kid_fetch = -1e18
-        self.first_fetch_done = False     # succeeded or failed: the source has an answer either way
-        self.has_keys = False
-        self.last_success: Optional[float] = None
-        self.last_error: Optional[str] = None
-        self.counts = {"ok": 0, "error": 0, "unchanged": 0, "unknown_kid_refetch": 0}
-        self.next_refresh_in: float = 0.0
+        self.feed_key = (url, ca_file or "", ca_digest)
+        self.feed: Optional[Feed] = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is None:
-            self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"jwks {self.url}")
+        if self.feed is None:
+            self.feed = _attach(self)
 
     async def close(self) -> None:
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            await feed.detach(self)
+
+    # -- what the policy asks ----------------------------------------------------------------------------------
+
+    def fetch(self) -> asyncio.Future:
+        """Start a fetch, or join the one in flight (started sources only); resolves to (ok, lifetime)."""
+        if self.feed is None:
+            raise RuntimeError("the JWKS source is not started")
+        return self.feed.fetch()
+
+    def want_keys(self, unknown_kid: bool) -> Optional[asyncio.Future]:
+        """A fetch a request may wait for, or None (answer now); see Feed.want_keys."""
+        return None if self.feed is None else self.feed.want_keys(unknown_kid)
+
+    def ready(self) -> bool:
+        """Ready means holding keys: a source whose fetches all failed so far is not ready."""
+        return self.feed is not None and self.feed.has_keys
+
+    def answered(self) -> bool:
+        """The first fetch has an answer, keys or a failure."""
+        return self.feed is not None and (self.feed.has_keys or self.feed.first_fetch_done)
+
+    @property
+    def has_keys(self) -> bool:
+        return self.feed is not None and self.feed.has_keys
+
+    @property
+    def first_fetch_done(self) -> bool:
+        return self.feed is not None and self.feed.first_fetch_done
+
+    @property
+    def last_error(self) -> Optional[str]:
+        return None if self.feed is None else self.feed.last_error
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(_NO_COUNTS) if self.feed is None else self.feed.counts
+
+    def stats(self) -> dict:
+        feed = self.feed
+        age = None if feed is None or feed.last_success is None else self.clock() - feed.last_success
+        return {"source": self.url, "has_keys": self.has_keys, "key_age_seconds": age,
+                "last_error": self.last_error, "fetches": dict(self.counts)}
+
+
+_NO_COUNTS = {"ok": 0, "error": 0, "unchanged": 0, "unknown_kid_refetch": 0}
+_feeds: dict[tuple[str, str, str], "Feed"] = {}
+
+
+def _attach(source: RemoteSource) -> "Feed":
+    """The live feed for the source's URL and CA in this event loop (a new one if none), with the source
+    subscribed: its providers get the feed's keys at once."""
+    loop = asyncio.get_running_loop()
+    feed = _feeds.get(source.feed_key)
+    if feed is None or feed.loop is not loop or feed.closed:
+        feed = _feeds[source.feed_key] = Feed(source.url, loop)
+    feed.subscribe(source)
+    return feed
+
+
+class Feed:
+    """One JWKS URL's keys, first fetch, background refresh, counters and the fetch in flight.
+
+    Its settings (cache duration, timeout, limits, backoff) are those of its newest source: after a reload,
+    the new config's. It stops when its last source closes.
+    """
+
+    def __init__(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.url = url
+        self.loop = loop
+        self.sources: list[RemoteSource] = []
+        self.keys: Optional[list[Key]] = None
+        self.closed = False
+        self._inflight: Optional[asyncio.Future] = None
+        self._task: Optional[asyncio.Task] = None
+        self._wake = asyncio.Event()
+        self.last_unknown_kid_fetch = -1e18
+        self.first_fetch_done = False     # succeeded or failed: the feed has an answer either way
+        self.has_keys = False
+        self.last_success: Optional[float] = None
+        self.last_error: Optional[str] = None
+        self.counts = dict(_NO_COUNTS)
+        self.next_refresh_in: float = 0.0
+
+    @property
+    def settings(self) -> RemoteSource:
+        return self.sources[-1]
+
+    def subscribe(self, source: RemoteSource) -> None:
+        self.sources.append(source)
+        if self.keys is not None:
+            for provider in source.providers:
+                provider.set_keys(self.keys)
+        if self._task is None:
+            self._task = self.loop.create_task(self._run(), name=f"jwks {self.url}")
+
+    async def detach(self, source: RemoteSource) -> None:
+        if source in self.sources:
+            self.sources.remove(source)
+        if self.sources or self.closed:
+            return
+        self.closed = True
+        if _feeds.get(source.feed_key) is self:
+            del _feeds[source.feed_key]
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -195,23 +304,22 @@ class RemoteSource:
             self._inflight.cancel()
 
     async def _run(self) -> None:
-        backoff = self.backoff_start
+        backoff = None
         while True:
             ok, lifetime = await self.fetch()
+            settings = self.settings
             if ok:
-                backoff = self.backoff_start
-                delay = max(self.min_refresh, lifetime * REFRESH_AHEAD)
+                backoff = None
+                delay = max(settings.min_refresh, lifetime * REFRESH_AHEAD)
             else:
+                backoff = settings.backoff_start if backoff is None else min(backoff * 2, settings.backoff_max)
                 delay = backoff * (0.8 + 0.4 * random.random())
-                backoff = min(backoff * 2, self.backoff_max)
             self.next_refresh_in = delay
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-
-    # -- fetching ----------------------------------------------------------------------------------------------
 
     def fetch(self) -> asyncio.Future:
         """Start a fetch, or join the one in flight. The future resolves to (ok, lifetime); it never raises."""
@@ -220,9 +328,10 @@ class RemoteSource:
         return self._inflight
 
     async def _fetch_once(self) -> tuple[bool, float]:
+        settings = self.settings
         try:
-            status, headers, body = await http_get(self.url, timeout=self.timeout, max_bytes=self.max_bytes,
-                                                   ssl_context=self._ssl)
+            status, headers, body = await http_get(self.url, timeout=settings.timeout, max_bytes=settings.max_bytes,
+                                                   ssl_context=settings._ssl)
             if status != 200:
                 raise FetchError(f"HTTP status {status}")
             keys = parse_jwks(body, allow_hmac=False, source=self.url)
@@ -244,16 +353,19 @@ class RemoteSource:
         self.last_error = None
         self.first_fetch_done = True
         max_age = max_age_of(headers)
-        lifetime = self.cache_duration if max_age is None else min(max(max_age, self.min_refresh),
-                                                                   self.cache_duration)
+        settings = self.settings
+        lifetime = settings.cache_duration if max_age is None else min(max(max_age, settings.min_refresh),
+                                                                       settings.cache_duration)
         return True, lifetime
 
     def install(self, keys: list[Key]) -> None:
         changed = False
-        for provider in self.providers:
-            changed |= provider.set_keys(keys)
+        self.keys = keys
+        for source in self.sources:
+            for provider in source.providers:
+                changed |= provider.set_keys(keys)
         self.has_keys = True
-        self.last_success = self.clock()
+        self.last_success = self.settings.clock() if self.sources else time.monotonic()
         self.counts["ok" if changed else "unchanged"] += 1
         if changed:
             log.info("jwks %s: %d key(s) installed: %s", self.url, len(keys), [k.kid for k in keys])
@@ -264,26 +376,18 @@ class RemoteSource:
         No keys yet: wait for the fetch in flight (the first one, or a retry) if any. Unknown kid with keys:
         one refetch per cooldown; within the cooldown, join a fetch already in flight or give up.
         """
-        if self._task is None:
-            return None  # not started: never fetch from the request path
         inflight = self._inflight if self._inflight is not None and not self._inflight.done() else None
-        if not unknown_kid or not self.has_keys:
+        if not self.has_keys:
+            # Between a start and the refresh task's first step there is no fetch in flight yet: start it here
+            # rather than answer `keys unavailable` to a request that arrives in that window.
+            return inflight if inflight is not None or self.first_fetch_done else self.fetch()
+        if not unknown_kid or inflight is not None:
             return inflight
-        if inflight is not None:
-            return inflight
-        now = self.clock()
-        if now - self._last_unknown_kid_fetch < self.unknown_kid_cooldown:
+        settings = self.settings
+        now = settings.clock()
+        if now - self.last_unknown_kid_fetch < settings.unknown_kid_cooldown:
             return None
-        self._last_unknown_kid_fetch = now
+        self.last_unknown_kid_fetch = now
         self.counts["unknown_kid_refetch"] += 1
-        fut = self.fetch()
         # the background loop re-arms its timer after this fetch
-        return fut
-
-    def ready(self) -> bool:
-        return self.has_keys or self.first_fetch_done
-
-    def stats(self) -> dict:
-        age = None if self.last_success is None else self.clock() - self.last_success
-        return {"source": self.url, "has_keys": self.has_keys, "key_age_seconds": age,
-                "last_error": self.last_error, "fetches": dict(self.counts)}
+        return self.fetch()

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.conformance import AGENTGATEWAY_JWTAUTH
 from tests.support.ports import free_port
-from tests.support.proxy import REPO_ROOT, agw_env
+from tests.support.proxy import agw_env
 
 pytestmark = pytest.mark.e2e
 
-DATA = REPO_ROOT.parent / "shared" / "conformance" / "agentgateway-jwtauth"
-if not DATA.is_dir():
-    pytest.skip(f"agentgateway's conformance data is not at {DATA}", allow_module_level=True)
+DATA = AGENTGATEWAY_JWTAUTH
 
 TOKENS: dict[str, str] = json.loads((DATA / "tokens.json").read_text())
 GATEWAY_LISTENER = "    port: 8080\n"

@@ -3,7 +3,7 @@ a 5xx, a body over maxBytes, answers slower than fetchTimeout, connections close
 
 After keys were fetched, none of these costs a valid token anything (the old keys are kept), and a request
 that has to wait for a fetch (unknown kid) waits no longer than the fetch timeout. With no keys yet, tokens
-get `keys unavailable`, /readyz turns 200 once the first fetch has failed, and keys arrive when the IdP heals.
+get `keys unavailable`, /readyz answers 503 naming the provider until keys arrive, when the IdP heals.
 Durations are not asserted: every request just has to complete within a generous socket timeout.
 """
 from __future__ import annotations
@@ -43,13 +43,14 @@ def jwks_stub() -> Iterator[StubServer]:
     stub.stop()
 
 
-def start_proxy(agw_proxy, jwks_url: str, backend: str, **jwks_options):
+def start_proxy(agw_proxy, jwks_url: str, backend: str, wait_readyz: bool = True, **jwks_options):
     jwks = {"url": jwks_url, "cacheDuration": "1s", "fetchTimeout": f"{FETCH_TIMEOUT:g}s", "maxBytes": MAX_BYTES,
             **jwks_options}
     config = {"binds": [{"port": free_port(), "address": "127.0.0.1", "listeners": [{"name": "main", "routes": [
         {"name": "r", "backends": [{"host": backend}],
-         "policies": {"jwtAuth": {"issuer": corpus.ISSUER, "audiences": [corpus.AUDIENCE], "jwks": jwks}}}]}]}]}
-    return agw_proxy(config, wait_readyz=True)
+         "policies": {"jwtAuth": {"issuer": corpus.ISSUER, "audiences": [corpus.AUDIENCE], "jwks": jwks}}}]}]}],
+              "config": {"startupGrace": "0s"}}   # answer at once even with no keys (what these tests look at)
+    return agw_proxy(config, wait_readyz=wait_readyz)
 
 
 def wait_for_requests(stub: StubServer, count: int, timeout: float = 15.0) -> None:
@@ -97,14 +98,15 @@ def test_idp_failing_at_start_then_healing(agw_proxy, httpbin_backend, jwks_stub
         jwks_stub.mode = mode
         jwks_stub.delay = FETCH_TIMEOUT * 5
         jwks_stub.start()
-    # /readyz turns 200 once the first fetch has a definite answer, here a failure (wait_readyz).
-    proxy = start_proxy(agw_proxy, jwks_stub.url("/jwks"), httpbin_backend.address)
+    proxy = start_proxy(agw_proxy, jwks_stub.url("/jwks"), httpbin_backend.address, wait_readyz=False)
+    proxy.wait_for_output("fetch failed", timeout=SOCKET_TIMEOUT)
     response = proxy.get("/get", bearer(token("early")), timeout=SOCKET_TIMEOUT)
     assert (response.status, response.text) == (401, "authentication failure: keys unavailable")
     # Key-free checks come first: an expired token is named as such, whatever the keys.
     expired = corpus.make("RS256", rsa_key("main"), payload=corpus.claims(exp=corpus.LONG_AGO)).decode()
     assert proxy.get("/get", bearer(expired), timeout=SOCKET_TIMEOUT).text == "authentication failure: token expired"
-    assert proxy.admin_get("/readyz")[0] == 200
+    status, body = proxy.admin_get("/readyz")     # no keys: not ready, and the provider is named
+    assert status == 503 and f"jwks: provider {corpus.ISSUER}: no keys from {jwks_stub.url('/jwks')}" in body
 
     if mode == "down":
         jwks_stub.start()
@@ -117,3 +119,4 @@ def test_idp_failing_at_start_then_healing(agw_proxy, httpbin_backend, jwks_stub
         assert response.text == "authentication failure: keys unavailable"
         time.sleep(0.2)
     assert response.status == 200, response.text
+    assert proxy.admin_get("/readyz") == (200, "ready\n")

@@ -68,8 +68,8 @@ def tampered(token: str) -> str:
 def start_guide(agw_proxy, idp, httpbin_backend):
     """start_guide(documents, env=..., extra_args=...) -> a running proxy with the guide's --resolve flags."""
     def start(documents: list[dict[str, Any]] | str, env: dict[str, str] | None = None,
-              extra_args: list[str] = ()):
-        return agw_proxy(documents, env=env or guide_env(idp), wait_readyz=True,
+              extra_args: list[str] = (), wait_readyz: bool = True):
+        return agw_proxy(documents, env=env or guide_env(idp), wait_readyz=wait_readyz,
                          extra_args=resolve_args(idp, httpbin_backend.address) + list(extra_args))
     return start
 
@@ -273,11 +273,14 @@ def test_a_jwks_backend_ref_on_port_443_is_fetched_over_tls(start_guide, idp, tl
     response = proxy.get("/headers", bearer(idp.password_token()), host=HOST)
     assert response.status == 200, (response.text, proxy.output()[-2000:])
 
-    # Without the CA, the certificate is not trusted: no keys, and requests say so.
+    # Without the CA, the certificate is not trusted: no keys (not ready), and requests say so.
     documents = copy.deepcopy(documents)
     next(doc for doc in documents if doc["kind"] == "Gateway")["spec"]["listeners"][0]["port"] = free_port()
+    documents.append({"config": {"startupGrace": "0s"}})    # take traffic without keys at once
     untrusting = start_guide(documents, env={**guide_env(idp), "SSL_CERT_FILE": str(ca_file.with_name("none.pem"))},
-                             extra_args=["--resolve", f"keycloak.keycloak:443=127.0.0.1:{tls_port}"])
+                             extra_args=["--resolve", f"keycloak.keycloak:443=127.0.0.1:{tls_port}"], wait_readyz=False)
+    untrusting.wait_for_output("taking traffic without keys")
+    assert untrusting.admin_get("/readyz")[0] == 503
     refused = untrusting.get("/headers", bearer(idp.password_token()), host=HOST)
     assert (refused.status, refused.text) == (401, "authentication failure: keys unavailable")
 

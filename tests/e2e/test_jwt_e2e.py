@@ -245,8 +245,10 @@ def test_valid_tokens_keep_passing_when_the_idp_goes_away(agw_proxy, idp_fresh, 
 def test_idp_down_at_start_then_up(agw_proxy, idp_fresh, httpbin_backend):
     early, wrong_audience = idp_fresh.password_token(), idp_fresh.mint({"aud": "other"})
     idp_fresh.stop()
-    # /readyz turns 200 once the first fetch has a definite answer, here a failure.
-    proxy = agw_proxy(config(httpbin_backend.address, remote(idp_fresh)), wait_readyz=True)
+    cfg = config(httpbin_backend.address, remote(idp_fresh))
+    cfg["config"] = {"startupGrace": "0s"}     # take traffic at once, without keys (not ready)
+    proxy = agw_proxy(cfg)
+    proxy.wait_for_output("taking traffic without keys")
     assert_refused(proxy.get("/headers", bearer(early)), "keys unavailable")
     # Key-free checks still come first: a bad audience is named as such, not as missing keys.
     assert_refused(proxy.get("/headers", bearer(wrong_audience)), "audience not allowed")

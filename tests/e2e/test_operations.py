@@ -203,7 +203,7 @@ def test_sigterm_lets_a_slow_request_finish_refuses_new_ones_and_exits_0(agw_pro
         proxy.send_signal(signal.SIGTERM)
         wait_refused(proxy.port)
         status, body = proxy.admin_get("/readyz")   # draining: not ready, while the request is in flight
-        assert (status, body) == (503, "not ready\n")
+        assert (status, body) == (503, "not ready\ndraining\n")
         resp = slow.read_response()
         assert resp.status == 200 and resp.body == b"slow\n"
         assert resp.header("connection") == "close"
@@ -367,3 +367,101 @@ def test_watch_picks_up_a_changed_file(agw_proxy, backend):
         assert time.monotonic() < deadline, f"--watch never reloaded\n{proxy.output()}"
         time.sleep(0.1)
     assert count_logs(proxy, "reloaded") == 1
+
+
+# --- counters across reloads ----------------------------------------------------------------------------------
+
+COUNTER_SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def secured_config(backend: int, idp, port: int, extra_routes: tuple[dict, ...] = ()) -> dict:
+    """config() with a route "secure" (host secure.test) behind a strict jwtAuth with the IdP's remote JWKS."""
+    secure = {"name": "secure", "hostnames": ["secure.test"], "backends": [{"host": f"127.0.0.1:{backend}"}],
+              "policies": {"jwtAuth": {"issuer": idp.issuer, "jwks": {"url": idp.jwks_url}}}}
+    return config(backend, port=port, extra_routes=(secure, *extra_routes))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_counter_only_grows_across_a_reload(agw_proxy, backend, idp, workers):
+    port = free_port()
+    proxy = agw_proxy(secured_config(backend, idp, port),
+                      extra_args=("--access-log", "off", "--workers", str(workers)), wait_readyz=True)
+    token = idp.password_token()
+    for _ in range(6):   # a token enters the cache at its second verification: hits and misses both move
+        assert get(proxy, "/headers", host="secure.test", headers={"Authorization": f"Bearer {token}"}).status == 200
+    assert get(proxy, "/headers", host="secure.test").status == 401
+    assert get(proxy, "/headers", host="dead.test").status == 502
+    before = scrape(proxy)
+    counters = {k: v for k, v in before.items() if k[0].endswith(COUNTER_SUFFIXES)}
+    for name in ("agw_jwt_cache_hits_total", "agw_jwt_cache_misses_total", "agw_jwks_fetches_total",
+                 "agw_upstream_connect_errors_total", "agw_requests_total", "agw_jwt_authentications_total"):
+        assert total(counters, name) > 0, name
+
+    proxy.write_config(secured_config(backend, idp, port, extra_routes=(route_to("new", "/new", backend),)))
+    proxy.send_signal(signal.SIGHUP)
+    wait_for_log_count(proxy, "reloaded", workers)    # each worker logs its own reload
+    after = scrape(proxy)
+    shrunk = {k: (v, after.get(k)) for k, v in counters.items() if after.get(k, -1.0) < v}
+    assert not shrunk, f"counters that went down or vanished across the reload: {shrunk}"
+
+
+def wait_for_log_count(proxy, event: str, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while count_logs(proxy, event) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} {event!r} log lines"
+        time.sleep(0.05)
+
+
+# --- readiness: every remote JWKS holds keys -------------------------------------------------------------------
+
+def wait_readyz(proxy, predicate, timeout: float = 30.0) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = proxy.admin_get("/readyz")
+        if predicate(answer):
+            return answer
+        assert time.monotonic() < deadline, f"/readyz never matched; last {answer}\n{proxy.output()}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_readyz_waits_for_keys_when_the_idp_is_down_at_start(agw_proxy, backend, idp_fresh, workers):
+    idp_fresh.stop()
+    port = free_port()
+    cfg = secured_config(backend, idp_fresh, port)
+    cfg["config"] = {"startupGrace": "0s"}     # take traffic at once, without keys
+    proxy = agw_proxy(cfg, extra_args=("--access-log", "off", "--workers", str(workers)))
+    proxy.wait_for_output("taking traffic without keys")
+    status, body = proxy.admin_get("/readyz")
+    assert status == 503
+    first, reason = body.splitlines()
+    assert first == "not ready", body
+    assert reason.startswith(f"jwks: provider {idp_fresh.issuer}: no keys from {idp_fresh.jwks_url} "
+                             f"(connection failed: "), body
+    assert get(proxy, "/headers").status == 200          # routes without a policy serve meanwhile
+    answer = get(proxy, "/headers", host="secure.test", headers={"Authorization": "Bearer x.y.z"})
+    assert answer.status == 401
+
+    idp_fresh.start()
+    assert wait_readyz(proxy, lambda a: a[0] == 200) == (200, "ready\n")
+    token = idp_fresh.password_token()
+    assert get(proxy, "/headers", host="secure.test", headers={"Authorization": f"Bearer {token}"}).status == 200
+
+
+def test_startup_grace_holds_traffic_until_the_keys_load(agw_proxy, backend, idp_fresh):
+    idp_fresh.stop()
+    cfg = secured_config(backend, idp_fresh, free_port())
+    cfg["config"] = {"startupGrace": "60s"}
+    proxy = agw_proxy(cfg, extra_args=("--access-log", "off"))
+    status, body = wait_readyz(proxy, lambda a: "connection failed" in a[1])
+    assert status == 503 and body.splitlines()[1] == "starting: waiting for JWKS keys (startupGrace)", body
+    with RawConnection(proxy.port, timeout=30) as early:
+        early.send(b"GET /headers HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        early.sock.settimeout(1.0)
+        with pytest.raises(socket.timeout):     # connected, but in the backlog: no answer while keys are missing
+            early.sock.recv(1, socket.MSG_PEEK)
+        early.sock.settimeout(30)
+        idp_fresh.start()
+        assert early.read_response().status == 200
+    assert proxy.admin_get("/readyz") == (200, "ready\n")
+    assert "taking traffic without keys" not in proxy.output()

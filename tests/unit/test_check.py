@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agw.cli import main
-from agw.config.check import check_files
+from agw.check import check_files
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {"KEYCLOAK_ISSUER": "http://127.0.0.1:8081/realms/master",
@@ -91,7 +91,7 @@ def test_native_config_error_lines(tmp_path):
     assert (lines, ok) == (["config error: binds[0].listeners[0].routes[0].backends[0].hots: unknown field"], False)
 
 
-def test_native_jwks_that_has_no_usable_key_is_a_config_error(tmp_path):
+def test_native_jwks_that_has_no_usable_key_makes_its_route_invalid(tmp_path):
     lines, ok = check_text(tmp_path, """
         binds:
         - port: 8080
@@ -106,9 +106,88 @@ def test_native_jwks_that_has_no_usable_key_is_a_config_error(tmp_path):
                   jwks: {inline: '{"keys": []}'}
         """)
     assert not ok
-    assert lines[0] == "Route/main/app: Accepted"
-    assert lines[1].startswith("config error: binds[0].listeners[0].routes[0].policies.jwtAuth.jwks.inline: ")
+    [line] = lines
+    assert line.startswith("Route/main/app: Invalid: binds[0].listeners[0].routes[0].policies.jwtAuth.jwks.inline: ")
+
+
+MISSING_FILE = """
+    binds:
+    - port: 8080
+      listeners:
+      - name: main
+        routes:
+        - name: health
+          backends: [{host: 127.0.0.1:8000}]
+        - name: app
+          backends: [{host: 127.0.0.1:8000}]
+          policies:
+            jwtAuth:
+              issuer: https://i.example
+              jwks: {file: missing.json}
+    """
+
+
+def test_a_missing_jwks_file_is_one_invalid_verdict_for_its_route(tmp_path):
+    lines, ok = check_text(tmp_path, MISSING_FILE)
+    assert (lines, ok) == (["Route/main/health: Accepted",
+                            "Route/main/app: Invalid: binds[0].listeners[0].routes[1].policies.jwtAuth.jwks.file: "
+                            f"cannot read {tmp_path / 'missing.json'}: No such file or directory"], False)
+
+
+def test_a_listener_policy_with_a_missing_jwks_file_makes_the_routes_using_it_invalid(tmp_path):
+    lines, ok = check_text(tmp_path, """
+        binds:
+        - port: 8080
+          listeners:
+          - name: main
+            policies:
+              jwtAuth: {issuer: https://i.example, jwks: {file: missing.json}}
+            routes:
+            - name: a
+              backends: [{host: 127.0.0.1:8000}]
+            - name: b
+              backends: [{host: 127.0.0.1:8000}]
+              policies:
+                jwtAuth: {issuer: https://i.example, jwks: {inline: '{"keys": []}'}}
+        """)
+    problem = f"binds[0].listeners[0].policies.jwtAuth.jwks.file: cannot read {tmp_path / 'missing.json'}: " \
+              "No such file or directory"
+    assert not ok
+    assert lines[0] == f"Route/main/a: Invalid: {problem}"
+    assert lines[1].startswith("Route/main/b: Invalid: binds[0].listeners[0].routes[1].policies.jwtAuth.jwks.inline: ")
     assert len(lines) == 2
+
+
+def test_an_unused_listener_policy_that_cannot_be_built_is_reported_on_its_listener(tmp_path):
+    lines, ok = check_text(tmp_path, """
+        binds:
+        - port: 8080
+          listeners:
+          - name: main
+            policies:
+              jwtAuth: {issuer: https://i.example, jwks: {file: missing.json}}
+            routes:
+            - name: a
+              backends: [{host: 127.0.0.1:8000}]
+              policies:
+                jwtAuth: {issuer: https://i.example, jwks: {url: "http://127.0.0.1:1/jwks"}}
+        """)
+    assert (lines, ok) == (["Route/main/a: Accepted",
+                            "Listener/main: Invalid: binds[0].listeners[0].policies.jwtAuth.jwks.file: "
+                            f"cannot read {tmp_path / 'missing.json'}: No such file or directory"], False)
+
+
+def test_cli_check_and_run_refuse_a_missing_jwks_file(tmp_path, capsys):
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(MISSING_FILE))
+    assert main(["check", "-f", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Route/main/health: Accepted" and out[1].startswith("Route/main/app: Invalid: ")
+    assert len(out) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "-f", str(path), "--admin", "off"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines() == out[1:]
 
 
 def test_warnings_do_not_fail_the_check(tmp_path):
@@ -146,8 +225,8 @@ def test_cli_check_prints_the_lines_and_exits_0_or_1(tmp_path, capsys, monkeypat
 
 
 def test_refusal_lines_are_what_agw_run_prints(tmp_path):
+    from agw.check import check
     from agw.config import load
-    from agw.config.check import refusal_lines, report
 
     path = tmp_path / "config.yaml"
     path.write_text(GUIDE.replace("jwks:\n          remote:", "jwks:\n          inline: '{\"keys\": []}'\n"
@@ -155,8 +234,25 @@ def test_refusal_lines_are_what_agw_run_prints(tmp_path):
     loaded = load([str(path)], resolve=RESOLVE, env=ENV)
     assert loaded.statuses[-1] == (f"{POLICY}: Invalid: spec.traffic.jwtAuthentication.providers[0].jwks: "
                                    f"exactly one of inline, remote is required")
-    assert refusal_lines(loaded) == [loaded.statuses[-1]]
-    assert report(loaded) == report(loaded)     # idempotent: the status is not reported twice
-
+    assert check(loaded).refusals == [loaded.statuses[-1]]
+    assert check(loaded).lines == check(loaded).lines     # idempotent: the status is not reported twice
     path.write_text(GUIDE)
-    assert refusal_lines(load([str(path)], resolve=RESOLVE, env=ENV)) == []
+    assert check(load([str(path)], resolve=RESOLVE, env=ENV)).refusals == []
+
+
+@pytest.mark.parametrize("grace, problem", [
+    ("soon", "config error: config.startupGrace: invalid duration 'soon' (use e.g. 30s, 5m, 1h)"),
+    ("-1s", "config error: config.startupGrace: invalid duration '-1s' (use e.g. 30s, 5m, 1h)"),
+])
+def test_startup_grace_is_a_duration_and_may_be_zero(tmp_path, grace, problem):
+    text = f"""
+        binds:
+        - port: 8080
+          listeners:
+          - routes:
+            - backends: [{{host: 127.0.0.1:8000}}]
+        config:
+          startupGrace: {grace}
+        """
+    assert check_text(tmp_path, text) == ([problem], False)
+    assert check_text(tmp_path, text.replace(f"startupGrace: {grace}", "startupGrace: 0s"))[1]

@@ -95,6 +95,15 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
+async def answered(policy: JwtPolicy, timeout: float = 5.0) -> None:
+    """Wait until every remote source of `policy` has a first answer (keys or a failure)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not all(p.source.answered() for p in policy.core.providers):
+        assert loop.time() < deadline, "no answer from the JWKS source"
+        await asyncio.sleep(0.02)
+
+
 def test_first_fetch_then_synchronous_answers():
     async def main():
         async with JwksServer() as srv:
@@ -172,7 +181,8 @@ def test_idp_down_at_start_then_up():
         src = source_of(p)
         src.backoff_start = 0.05
         await p.start()
-        assert await p.wait_ready(5)  # first fetch failed definitively: ready, keys unavailable
+        await answered(p)  # the first fetch failed: not ready (no keys), and tokens get keys unavailable
+        assert not p.ready()
         assert (await answer(p, TOKEN_A)).reason == "keys_unavailable"
         srv.port = port
         async with srv:
@@ -221,7 +231,7 @@ def test_key_rotation_kills_cached_tokens_of_removed_keys():
             ok, _ = await source_of(p).fetch()
             assert ok
             source_of(p).unknown_kid_cooldown = 1000
-            source_of(p)._last_unknown_kid_fetch = source_of(p).clock()
+            source_of(p).feed.last_unknown_kid_fetch = source_of(p).clock()
             assert (await answer(p, TOKEN_A)).reason == "unknown_key"
             assert (await answer(p, TOKEN_B)).allowed
             await p.close()
@@ -253,8 +263,8 @@ def test_size_limit_and_timeout_and_chunked_bodies():
             p = make_policy(srv.url, max_bytes=200)
             src = source_of(p)
             await p.start()
-            await p.wait_ready(5)
-            assert not src.has_keys and "larger than" in src.last_error
+            await answered(p)
+            assert not src.has_keys and "larger than" in src.last_error and not p.ready()
             await p.close()
 
             srv.chunked = True
@@ -267,7 +277,7 @@ def test_size_limit_and_timeout_and_chunked_bodies():
             srv.chunked, srv.delay = False, 5
             p = make_policy(srv.url, fetch_timeout="200ms")
             await p.start()
-            assert await p.wait_ready(3)
+            await answered(p, 3)
             assert "timed out" in source_of(p).last_error
             await p.close()
     run(main())
@@ -292,7 +302,7 @@ def test_https_with_a_configured_ca(tmp_path):
             # without the CA the system trust store refuses the certificate: keys stay unavailable
             p = make_policy(srv.url)
             await p.start()
-            await p.wait_ready(5)
+            await answered(p)
             assert "TLS" in (source_of(p).last_error or "")
             assert (await answer(p, TOKEN_A)).reason == "keys_unavailable"
             await p.close()
@@ -319,3 +329,61 @@ def test_cache_control_max_age():
     assert max_age_of({b"cache-control": b"public, max-age=300"}) == 300
     assert max_age_of({b"cache-control": b"no-store"}) == 0
     assert max_age_of({}) is None
+
+
+def test_policies_naming_one_url_share_its_fetches():
+    async def main():
+        async with JwksServer() as srv:
+            first, second = make_policy(srv.url), make_policy(srv.url)
+            await first.start()
+            await second.start()
+            assert await first.wait_ready(5) and await second.wait_ready(5)
+            assert (await answer(first, TOKEN_A)).allowed and (await answer(second, TOKEN_A)).allowed
+            assert srv.requests == 1
+            await first.close()
+            await second.close()
+    run(main())
+
+
+def test_a_new_policy_on_the_same_url_takes_over_keys_schedule_and_counters():
+    """What a reload does: the new config's policy starts while the old one still runs, then the old closes."""
+    async def main():
+        async with JwksServer() as srv:
+            old = make_policy(srv.url)
+            await old.start()
+            assert await old.wait_ready(5)
+            srv.status = 500
+            ok, _ = await source_of(old).fetch()     # one failed refresh: counted, the keys stay
+            assert not ok
+            new = make_policy(srv.url, cache_duration="10m")
+            await new.start()
+            # keys at once, without a fetch, and tokens answered synchronously
+            assert new.ready() and srv.requests == 2
+            result = new.authenticate({b"authorization": b"Bearer " + TOKEN_A}, b"/")
+            assert isinstance(result, AuthResult) and result.allowed
+            await old.close()
+            assert source_of(new).counts == {"ok": 1, "error": 1, "unchanged": 0, "unknown_kid_refetch": 0}
+            assert source_of(new).feed.settings is source_of(new)   # the new config's settings apply
+            srv.status = 200
+            srv.body = mint.jwks(KEY_A, KEY_B).encode()
+            ok, _ = await source_of(new).fetch()     # still the same refresh task and counters
+            assert ok and source_of(new).counts["ok"] == 2
+            assert (await answer(new, TOKEN_B)).allowed
+            await new.close()
+            assert source_of(new).feed is None
+    run(main())
+
+
+def test_a_source_of_a_new_url_after_the_last_one_closed_starts_afresh():
+    async def main():
+        async with JwksServer() as srv:
+            p = make_policy(srv.url)
+            await p.start()
+            assert await p.wait_ready(5)
+            await p.close()
+            again = make_policy(srv.url)
+            await again.start()
+            assert await again.wait_ready(5)
+            assert srv.requests == 2 and source_of(again).counts["ok"] == 1
+            await again.close()
+    run(main())

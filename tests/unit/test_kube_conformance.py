@@ -1,27 +1,23 @@
-"""agentgateway's own JWT e2e manifests (shared/conformance/agentgateway-jwtauth) load as agentgateway reads them.
+"""agentgateway's own JWT e2e manifests (tests/conformance/agentgateway-jwtauth) load as agentgateway reads them.
 
 The RBAC cases need `spec.traffic.authorization`, which agw does not enforce: they must be refused clearly
 (not served without it). The request-level rows of the README run end to end elsewhere.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from agw.config import load
-from agw.config.check import check_files
+from agw.check import check_files
+from tests.support.conformance import AGENTGATEWAY_JWTAUTH
 
 RESOLVE = {"backend.agentgateway-base:80": "127.0.0.1:9000"}
 
 
 def conformance_dir() -> Path:
-    """`shared/` sits beside the repository clone (CI and development alike); AGW_SHARED_DIR overrides it."""
-    shared = Path(os.environ.get("AGW_SHARED_DIR") or Path(__file__).resolve().parents[2].parent / "shared")
-    path = shared / "conformance" / "agentgateway-jwtauth"
-    assert path.is_dir(), f"conformance manifests not found at {path} (set AGW_SHARED_DIR)"
-    return path
+    return AGENTGATEWAY_JWTAUTH
 
 
 def load_with_gateway(*names: str):

@@ -1,4 +1,5 @@
-"""The admin listener: /healthz (alive), /readyz (listeners bound, keys loaded, not draining), /metrics.
+"""The admin listener: /healthz (alive), /readyz (taking traffic, every remote JWKS holds keys, not
+draining; a 503 names what is missing), /metrics.
 
 Handlers may be plain functions or coroutines (the supervisor of several workers asks each worker over
 a unix socket before it answers).
@@ -10,7 +11,7 @@ from typing import Any, Awaitable, Callable, Optional, Union
 
 import httptools
 
-from .http import status_line
+from ..proxy.http import status_line
 
 Answer = tuple[int, bytes, bytes]            # status, content-type, body
 Handler = Callable[[bytes, bytes], Union[Answer, Awaitable[Answer]]]
@@ -77,8 +78,16 @@ class _AdminProtocol(asyncio.Protocol):
         self.transport = None
 
 
+def _readiness(reasons: list[str]) -> Answer:
+    """200 `ready`, or 503 `not ready` followed by one line per reason (which providers have no keys)."""
+    if not reasons:
+        return 200, b"text/plain", b"ready\n"
+    return 503, b"text/plain", ("not ready\n" + "".join(f"{r}\n" for r in reasons)).encode()
+
+
 class AdminServer:
-    """Routes admin paths to the object that knows: `ready()`, `metrics()`, and optionally `stats()`."""
+    """Routes admin paths to the object that knows: `not_ready()` (the reasons, empty when ready),
+    `metrics()`, and optionally `stats_json()`."""
 
     def __init__(self, target: Any) -> None:
         self.target = target
@@ -90,10 +99,10 @@ class AdminServer:
         if path == b"/healthz":
             return 200, b"text/plain", b"ok\n"
         if path == b"/readyz":
-            ready = self.target.ready()
-            if not isinstance(ready, bool):
-                return self._await_ready(ready)
-            return (200, b"text/plain", b"ready\n") if ready else (503, b"text/plain", b"not ready\n")
+            reasons = self.target.not_ready()
+            if not isinstance(reasons, list):
+                return self._await_ready(reasons)
+            return _readiness(reasons)
         if path == b"/metrics":
             answer = self.target.metrics()
             if isinstance(answer, tuple):
@@ -103,8 +112,8 @@ class AdminServer:
             return 200, b"application/json", self.target.stats_json()
         return 404, b"text/plain", b"not found\n"
 
-    async def _await_ready(self, ready: Awaitable[bool]) -> Answer:
-        return (200, b"text/plain", b"ready\n") if await ready else (503, b"text/plain", b"not ready\n")
+    async def _await_ready(self, reasons: Awaitable[list[str]]) -> Answer:
+        return _readiness(await reasons)
 
     async def _await_metrics(self, metrics: Awaitable[tuple[bytes, bytes]]) -> Answer:
         ctype, body = await metrics

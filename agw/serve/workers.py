@@ -16,15 +16,14 @@ import signal
 import sys
 import tempfile
 import time
-from typing import Optional
+from typing import Awaitable, Optional
 
 import orjson
 
-from ..config import ConfigError
 from .accesslog import AccessLog, open_sink
 from .admin import AdminServer   # loaded before the fork: every worker serves its admin socket with it
-from .app import ConfigSource, Runtime, install_uvloop, make_listen_socket, serve
-from .metrics import merge, render
+from .app import ConfigSource, Runtime, build_or_refuse, install_uvloop, make_listen_socket, serve
+from ..proxy.metrics import merge, render
 
 log = logging.getLogger("agw.workers")
 
@@ -100,17 +99,21 @@ class Supervisor:
     async def _all_stats(self) -> list[Optional[dict]]:
         return list(await asyncio.gather(*(self._ask(i) for i in range(self.n))))
 
-    async def _ready(self) -> bool:
+    async def _not_ready(self) -> list[str]:
         if self.stopping:
-            return False
-        stats = await self._all_stats()
-        return all(s is not None and s.get("ready") for s in stats)
+            return ["draining"]
+        reasons: list[str] = []
+        for i, s in enumerate(await self._all_stats()):
+            for line in ([f"worker {i}: no answer"] if s is None else s.get("not_ready", [])):
+                if line not in reasons:   # every worker fetches the same key sets: name each once
+                    reasons.append(line)
+        return reasons
 
     async def _metrics(self) -> tuple[bytes, bytes]:
         return render(merge(s for s in await self._all_stats() if s is not None))
 
-    def ready(self):
-        return self._ready()
+    def not_ready(self) -> Awaitable[list[str]]:
+        return self._not_ready()
 
     def metrics(self):
         return self._metrics()
@@ -119,15 +122,8 @@ class Supervisor:
     def reload(self) -> None:
         if self.source is None:
             return
-        try:
-            runtime = self.source.build()
-        except ConfigError as e:
-            log.error("reload refused, still serving the previous config: %s", "; ".join(e.lines()),
-                      extra={"event": "reload_refused"})
-            return
-        except Exception as e:  # noqa: BLE001
-            log.error("reload refused, still serving the previous config: %s", e,
-                      extra={"event": "reload_refused"})
+        runtime = build_or_refuse(self.source)   # refused once here, with its reason, before any worker sees it
+        if runtime is None:
             return
         # A worker restarted later must start on this config, not the one agw started with; and a bind the
         # new config drops must stop listening: the supervisor's copies of its sockets would otherwise

@@ -15,42 +15,43 @@ import ssl
 import time
 from typing import Any, Callable, Optional
 
-from ..config import ConfigError, LoadedConfig
+from ..check import Checked, load_checked
+from ..config import ConfigError, parse_duration
 from ..config.model import JwtAuth
+from ..jwt.jwks import RemoteSource
 from .accesslog import AccessLog
-from .metrics import Stats, render
-from .routing import Router, build_router
-from .server import ClientProtocol, ServerContext
-from .upstream import BackendPool
+from .counters import RetiredCounters
+from ..proxy.metrics import Stats, merge, render
+from ..proxy.routing import Router, build_router
+from ..proxy.server import ClientProtocol, ServerContext
+from ..proxy.upstream import BackendPool
 
 log = logging.getLogger("agw")
 
 TICK_SECONDS = 0.25
 
 
-def _jwt_policy_factory(base_dir: str, policies: list) -> Callable[[JwtAuth, str], Any]:
-    built: dict[int, Any] = {}
+def _policy_lookup(checked: Checked, used: list) -> Callable[[JwtAuth, str], Any]:
+    """The route table's policy factory: hands out the policies `agw check` built (never a second build);
+    `used` collects those the routes use, once each (a listener-level policy is shared by its routes)."""
+    seen: set[int] = set()
 
-    def make(cfg: JwtAuth, route_name: str) -> Any:
-        from ..jwt import JwtPolicy   # config -> jwt -> proxy: the proxy only calls the policy's API
+    def lookup(cfg: JwtAuth, route_name: str) -> Any:
+        policy = checked.policies.get(id(cfg))
+        if policy is None:   # check() refused this config: a Runtime is never built from it
+            raise ConfigError([(f"route {route_name}", "jwtAuth was not built (the config was refused)")])
+        if id(policy) not in seen:
+            seen.add(id(policy))
+            used.append(policy)
+        return policy
 
-        # One policy object per config object: a listener-level policy is shared by its routes.
-        key = id(cfg)
-        if key not in built:
-            try:
-                built[key] = JwtPolicy(cfg, base_dir, name=route_name)
-            except ConfigError as e:
-                raise ConfigError([(f"route {route_name}: jwtAuth.{p}" if p else f"route {route_name}", r)
-                                   for p, r in e.problems]) from None
-            policies.append(built[key])
-        return built[key]
-
-    return make
+    return lookup
 
 
-def _policy_factory(base_dir: str, built: list) -> Callable[[Any, str], tuple]:
-    """Builds a route's request-policy chain (agw/chain.py) from its `policies`, in the order they apply."""
-    make_jwt = _jwt_policy_factory(base_dir, built)
+def _policy_factory(checked: Checked, built: list) -> Callable[[Any, str], tuple]:
+    """Builds a route's request-policy chain (agw/chain.py) from its `policies`, in the order they apply, out
+    of the policies `agw check` built."""
+    make_jwt = _policy_lookup(checked, built)
 
     def make(policies: Any, route_name: str) -> tuple:
         chain = []
@@ -62,14 +63,15 @@ def _policy_factory(base_dir: str, built: list) -> Callable[[Any, str], tuple]:
 
 
 class Runtime:
-    """Routes, pools and policies of one config, ready to attach to listening sockets."""
+    """Routes, pools and policies of one checked config, ready to attach to listening sockets."""
 
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, checked: Checked) -> None:
+        loaded = checked.loaded
         self.loaded = loaded
         self.settings = loaded.config.config
         self.pools: dict[str, BackendPool] = {}
         self.policies: list = []
-        factory = _policy_factory(loaded.base_dir, self.policies)
+        factory = _policy_factory(checked, self.policies)
         self.routers: list[tuple[Any, Router]] = [
             (bind, build_router(bind.listeners, self.settings, factory, self.pools))
             for bind in loaded.config.binds
@@ -88,7 +90,42 @@ class Runtime:
         for pool in self.pools.values():
             pool.close_all()
 
-    def ready(self) -> bool:
+    def not_ready(self) -> list[str]:
+        """One line per provider whose remote JWKS holds no keys (yet): the reason /readyz gives."""
+        lines: list[str] = []
+        for policy in self.policies:
+            for provider in policy.stats()["providers"]:
+                if provider.get("has_keys") is False:
+                    line = (f"jwks: provider {provider['issuer']}: no keys from {provider['source']}"
+                            f" ({provider.get('last_error') or 'first fetch in progress'})")
+                    if line not in lines:
+                        lines.append(line)
+        return lines
+
+    def remote_sources(self) -> list[RemoteSource]:
+        return [p.source for policy in self.policies for p in policy.core.providers
+                if isinstance(p.source, RemoteSource)]
+
+    async def first_answers(self) -> None:
+        """Wait until every remote JWKS has an answer, keys or a failure: at once for the URLs carried over
+        from the config before (their keys came with them), one fetch for a new URL, bounded by its
+        fetchTimeout (a source that failed goes live without keys and /readyz names it)."""
+        waits = [asyncio.wait_for(asyncio.shield(s.fetch()), s.timeout + 1.0)
+                 for s in self.remote_sources() if not s.answered()]
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+
+    def retire_after(self) -> float:
+        """How long a retired config's policies stay subscribed to their key sets: a request in flight on
+        them may be waiting for a fetch, which takes at most its fetchTimeout."""
+        return max([s.timeout for s in self.remote_sources()], default=0.0) + 1.0
+
+    async def wait_keys(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until every remote JWKS holds keys; whether they all do."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for policy in self.policies:
+            await policy.wait_ready(max(0.0, deadline - loop.time()))
         return all(p.ready() for p in self.policies)
 
 
@@ -137,14 +174,9 @@ class ConfigSource:
         return False
 
     def build(self) -> "Runtime":
-        """Load, check and build; raises ConfigError (with the same lines `agw check` prints)."""
-        from ..config import load
-        from ..config.check import refusal_lines
-        loaded = load(self.files, resolve=self.resolve)
-        bad = refusal_lines(loaded)
-        if bad:
-            raise ConfigError([("", line) for line in bad])
-        return Runtime(loaded)
+        """Load, check (building every policy once) and build; raises ConfigError with the lines `agw check`
+        prints."""
+        return Runtime(load_checked(self.files, resolve=self.resolve))
 
 
 class Worker:
@@ -160,8 +192,9 @@ class Worker:
         self.draining = False
         self.stats = Stats()
         self.access_log = access_log
-        self.retired: list[Runtime] = []
+        self.retired = RetiredCounters()
         self._ticker: Optional[asyncio.TimerHandle] = None
+        self._closing: dict[asyncio.Future, Runtime] = {}    # retired configs, closed once in-flight work is done
 
     def _tick(self) -> None:
         """Timeouts without per-request timers: deadlines are checked here, four times a second."""
@@ -179,6 +212,15 @@ class Worker:
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.runtime.start_policies()
+        # Bound now (an address in use fails at once); traffic is taken once every remote JWKS holds keys, or
+        # when the start-up grace is over (connections wait in the backlog meanwhile).
+        for bind, _ in self.runtime.routers:
+            key = (bind.address, bind.port)
+            self.sockets[key] = self.sockets.get(key) or make_listen_socket(bind.address, bind.port, self.reuse_port)
+        if not await self.runtime.wait_keys(parse_duration(self.runtime.settings.startup_grace)):
+            for line in self.runtime.not_ready():
+                log.warning("taking traffic without keys, not ready until they load: %s", line,
+                            extra={"event": "jwks_not_ready"})
         for bind, router in self.runtime.routers:
             await self._start_bind(bind, router)
         self._ticker = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
@@ -205,8 +247,10 @@ class Worker:
 
     async def reload(self, runtime: Runtime) -> None:
         """Swap in a new config: same binds keep their sockets and connections; requests in flight finish
-        on the routes they started with."""
+        on the routes and policies they started with. The new config takes traffic once each of its remote
+        JWKS has keys (carried over) or an answer to its first fetch."""
         await runtime.start_policies()
+        await runtime.first_answers()
         old = self.runtime
         self.runtime = runtime
         wanted = {(b.address, b.port): (b, r) for b, r in runtime.routers}
@@ -226,23 +270,43 @@ class Worker:
                 await self._start_bind(bind, router)
             else:
                 ctx.apply(router, runtime.settings)
+        self.retired.retire(old)
         for pool in old.pools.values():
             pool.retire()
+        task = asyncio.ensure_future(self._close_later(old, old.retire_after()))
+        self._closing[task] = old
+        task.add_done_callback(lambda t: self._closing.pop(t, None))
+
+    async def _close_later(self, old: Runtime, delay: float) -> None:
+        await asyncio.sleep(delay)
         await old.close_policies()
         # A forked worker starts with the supervisor's start-up objects frozen (see run_workers); the old
         # config's policies hold reference cycles, so they must be collectable again now that they are retired.
         gc.unfreeze()
 
+    def not_ready(self) -> list[str]:
+        """Why /readyz answers 503 (empty: ready)."""
+        if self.draining:
+            return ["draining"]
+        if not self.servers:
+            return ["starting: waiting for JWKS keys (startupGrace)"] + self.runtime.not_ready()
+        return self.runtime.not_ready()
+
     def ready(self) -> bool:
-        return bool(self.servers) and not self.draining and self.runtime.ready()
+        return not self.not_ready()
+
+    def snapshot(self) -> dict:
+        """This worker's counters and gauges; counters include what retired configs counted."""
+        return self.retired.add_to(self.stats.snapshot(self.runtime))
 
     def metrics(self) -> tuple[bytes, bytes]:
-        return render(self.stats.snapshot(self.runtime))
+        # merge() of one snapshot sums label sets that occur twice (a live and a retired pool, one backend)
+        return render(merge([self.snapshot()]))
 
     def stats_json(self) -> bytes:
         import orjson
-        snap = self.stats.snapshot(self.runtime)
-        snap["ready"] = self.ready()
+        snap = self.snapshot()
+        snap["not_ready"] = self.not_ready()
         return orjson.dumps(snap)
 
     def connection_count(self) -> int:
@@ -269,6 +333,9 @@ class Worker:
             self._ticker.cancel()
         if self.access_log is not None:
             self.access_log.flush()
+        for task, old in list(self._closing.items()):
+            task.cancel()
+            await old.close_policies()
         await self.runtime.close()
 
 
@@ -323,16 +390,22 @@ async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: fl
     return 0
 
 
-async def _reload(worker: Worker, source: ConfigSource) -> None:
-    loop = asyncio.get_running_loop()
+def build_or_refuse(source: ConfigSource) -> Optional[Runtime]:
+    """A reload's new runtime, or None after logging why it is refused (the old config keeps serving).
+    One place for the worker and the supervisor, so both refuse with the same words."""
     try:
-        runtime = await loop.run_in_executor(None, source.build)
+        return source.build()
     except ConfigError as e:
-        log.error("reload refused, still serving the previous config: %s", "; ".join(e.lines()),
-                  extra={"event": "reload_refused"})
-        return
+        reason = "; ".join(e.lines())
     except Exception as e:  # noqa: BLE001 - a reload must never take the proxy down
-        log.error("reload refused, still serving the previous config: %s", e, extra={"event": "reload_refused"})
+        reason = str(e) or repr(e)
+    log.error("reload refused, still serving the previous config: %s", reason, extra={"event": "reload_refused"})
+    return None
+
+
+async def _reload(worker: Worker, source: ConfigSource) -> None:
+    runtime = await asyncio.get_running_loop().run_in_executor(None, build_or_refuse, source)
+    if runtime is None:
         return
     await worker.reload(runtime)
     log.info("config reloaded from %s", ", ".join(source.files), extra={"event": "reloaded"})
@@ -357,4 +430,5 @@ def parse_address(value: str, default_host: str = "127.0.0.1") -> tuple[str, int
     return (host.strip("[]") or default_host), int(port)
 
 
-__all__ = ["ConfigSource", "Runtime", "Worker", "serve", "install_uvloop", "parse_address", "parse_admin"]
+__all__ = ["ConfigSource", "Runtime", "Worker", "build_or_refuse", "serve", "install_uvloop", "parse_address",
+           "parse_admin"]
