@@ -163,6 +163,9 @@ class Settings(_Base, kw_only=True):
     max_headers: int = 100
     max_connections: int = 10000
     max_idle_upstream_per_backend: int = 128
+    # Request paths are normalized before routing (percent-encoded unreserved characters decoded, dot-segments
+    # removed); this also merges runs of slashes, as nginx does by default.
+    merge_slashes: bool = True
     # At start, how long listeners wait for every remote JWKS's first keys before they take traffic anyway
     # (bound at once, connections wait in the backlog); 0 = take traffic at once. /readyz says 503 until
     # every remote JWKS holds keys, whatever this is.

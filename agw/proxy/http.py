@@ -25,6 +25,62 @@ def drop_named_lines(lines: list, named: frozenset) -> list:
     return [x for i in range(0, len(lines), 4) if lines[i].lower() not in named for x in lines[i:i + 4]]
 
 
+_HEX = b"0123456789ABCDEFabcdef"
+# RFC 3986 2.3: percent-encodings of these mean the character itself, and are decoded before matching.
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def needs_normalizing(path: bytes) -> bool:
+    """Whether `normalize_path` could change `path` (most paths: no, at the cost of three scans)."""
+    return path.find(b"%") >= 0 or path.find(b"/.") >= 0 or path.find(b"//") >= 0
+
+
+def normalize_path(path: bytes, merge_slashes: bool) -> bytes | None:
+    """The path a request is routed on and forwarded with (RFC 3986 6.2.2): percent-encoded unreserved
+    characters decoded and other encodings upper-cased, runs of slashes merged (optional), then dot-segments
+    removed (5.2.4). None for an invalid percent-encoding. Without this, `/%61dmin`, `/./admin`, `/x/../admin`
+    or `//admin` would miss a route on `/admin` and reach one the backend resolves the same way."""
+    if path.find(b"%") >= 0:
+        out = bytearray()
+        i, n = 0, len(path)
+        while i < n:
+            c = path[i]
+            if c != 0x25:
+                out.append(c)
+                i += 1
+                continue
+            if i + 3 > n:
+                return None
+            hi, lo = path[i + 1], path[i + 2]
+            if hi not in _HEX or lo not in _HEX:
+                return None
+            value = int(path[i + 1:i + 3], 16)
+            if value in _UNRESERVED:
+                out.append(value)
+            else:
+                out += b"%" + path[i + 1:i + 3].upper()
+            i += 3
+        path = bytes(out)
+    if merge_slashes and path.find(b"//") >= 0:
+        while path.find(b"//") >= 0:
+            path = path.replace(b"//", b"/")
+    if path.find(b"/.") < 0:
+        return path
+    segments = path.split(b"/")
+    kept: list[bytes] = []
+    for seg in segments[1:]:
+        if seg == b".":
+            continue
+        if seg == b"..":
+            if kept:
+                kept.pop()
+            continue
+        kept.append(seg)
+    if segments[-1] in (b".", b".."):
+        kept.append(b"")   # "/a/." and "/a/b/.." name a directory: keep the trailing slash
+    return b"/" + b"/".join(kept)
+
+
 # Headers agw sets itself; client-sent copies are replaced (x-forwarded-for is appended to).
 FORWARDED_HOST = b"x-forwarded-host"
 FORWARDED_PROTO = b"x-forwarded-proto"
@@ -76,5 +132,6 @@ SERVICE_UNAVAILABLE = ErrorResponse(503, "server shutting down")
 TOO_MANY_CONNECTIONS = ErrorResponse(503, "too many connections")
 GATEWAY_TIMEOUT = ErrorResponse(504, "upstream request timeout")
 CONNECT_TIMEOUT = ErrorResponse(504, "upstream connect timeout")
+REQUEST_TIMEOUT_504 = ErrorResponse(504, "request timeout")
 NOT_IMPLEMENTED = ErrorResponse(501, "not implemented")
 VERSION_NOT_SUPPORTED = ErrorResponse(505, "http version not supported")

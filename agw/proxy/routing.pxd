@@ -10,7 +10,7 @@ cdef class RouteRuntime:
     cdef public tuple policies
     cdef public frozenset strip_headers
     cdef public frozenset edited_headers
-    cdef public object request_timeout
+    cdef public double request_timeout
     cdef public double response_timeout
     cdef public bint match_all
 

@@ -93,7 +93,7 @@ class RouteRuntime:
         self.strip_headers = frozenset().union(*(p.strip_headers for p in self.policies))
         self.edited_headers = frozenset().union(*(p.edited_headers for p in self.policies))
         t = policies.timeout if policies else None
-        self.request_timeout = parse_duration(t.request_timeout) if t and t.request_timeout else None
+        self.request_timeout = parse_duration(t.request_timeout) if t and t.request_timeout else 0.0
         backend_timeout = parse_duration(t.backend_request_timeout) if t and t.backend_request_timeout else None
         self.response_timeout = backend_timeout or parse_duration(settings.response_timeout)
 

@@ -36,6 +36,7 @@ cdef class ServerContext:
     cdef public double request_header_timeout
     cdef public double keepalive_timeout
     cdef public double body_idle_timeout
+    cdef public bint merge_slashes
 
 cdef class ClientProtocol:
     cdef public ServerContext ctx
@@ -98,6 +99,7 @@ cdef class Exchange(ResponseSink):
     cdef public bint done
     cdef public list verdicts
     cdef public Py_ssize_t next_policy
+    cdef public double request_deadline
     cdef public double start_time
     cdef public Py_ssize_t bytes_out
     cdef public str reason

@@ -169,6 +169,7 @@ class ServerContext:
         self.request_header_timeout = parse_duration(settings.request_header_timeout)
         self.keepalive_timeout = parse_duration(settings.keepalive_timeout)
         self.body_idle_timeout = parse_duration(settings.body_idle_timeout)
+        self.merge_slashes = settings.merge_slashes
 
     def expire(self, now: float) -> None:
         """Called a few times a second: fire the deadlines that passed (no timer objects per request)."""
@@ -262,7 +263,11 @@ class ClientProtocol:
 
     # --- timers ------------------------------------------------------------------------------------------
     def _arm(self, delay: float) -> None:
-        self.deadline = self.ctx.now + delay
+        deadline = self.ctx.now + delay
+        active = self.active
+        if active is not None and 0.0 < active.request_deadline < deadline:
+            deadline = active.request_deadline   # the route's whole-request timeout comes first
+        self.deadline = deadline
 
     def _disarm(self) -> None:
         self.deadline = 0.0
@@ -606,6 +611,7 @@ class Exchange(ResponseSink):
         self.done = False
         self.verdicts: Optional[list] = None   # of the route's request policies, in order (agw/chain.py)
         self.next_policy = 0
+        self.request_deadline = 0.0   # loop time the route's request timeout ends this exchange; 0 = none
         self.start_time = _monotonic()
         self.bytes_out = 0
         self.reason = ""
@@ -619,16 +625,29 @@ class Exchange(ResponseSink):
         target = self.target
         if not target.startswith(b"/"):
             if target.startswith((b"http://", b"https://")):
-                # absolute-form: route on its path, Host comes from the authority.
+                # absolute-form (RFC 9112 3.2.2): forwarded in origin-form. Its authority must be the Host the
+                # backend gets, or agw would route on one host and forward another.
                 rest = target.split(b"://", 1)[1]
                 authority, _, path = rest.partition(b"/")
+                host = self.hdict.get(b"host")
+                if host is None or host.lower() != authority.lower():
+                    self.respond_error(H.BAD_REQUEST)
+                    return
                 self.target = target = b"/" + path
-                self.hdict[b"host"] = authority
             elif target == b"*" and self.method == b"OPTIONS":
                 pass
             else:
                 self.respond_error(H.BAD_REQUEST)
                 return
+        path, sep, query = target.partition(b"?")
+        if H.needs_normalizing(path):
+            # Routed on, and forwarded with, the normalized path: what matched is what the backend gets.
+            normal = H.normalize_path(path, proto.ctx.merge_slashes)
+            if normal is None:
+                self.respond_error(H.BAD_REQUEST)
+                return
+            path = normal
+            self.target = target = normal + sep + query
         host = self.hdict.get(b"host")
         if host is None:
             if not self.http10:
@@ -646,12 +665,17 @@ class Exchange(ResponseSink):
                 host = host.split(b"]", 1)[0] + b"]"
             else:
                 host = host.split(b":", 1)[0]
-            route = router.match(host, self.method, target.split(b"?", 1)[0], self.hdict)
+            route = router.match(host, self.method, path, self.hdict)
             if route is None:
                 self.reason = "no_route"
                 self.respond_error(H.NOT_FOUND)
                 return
         self.route = route
+        if route.request_timeout > 0.0:
+            # From the request head to the end of the response (agentgateway's requestTimeout, Gateway API's
+            # timeouts.request), whatever phase it is in then: policies, connect, upload, response.
+            self.request_deadline = proto.ctx.now + route.request_timeout
+            proto.deadline = self.request_deadline
         if route.policies:
             self.run_policies()
         else:
@@ -910,7 +934,10 @@ class Exchange(ResponseSink):
             proto.write(b"%x\r\n%b\r\n" % (len(body), body))
         else:
             proto.write(body)
-        proto.deadline = proto.ctx.now + proto.ctx.body_idle_timeout
+        deadline = proto.ctx.now + proto.ctx.body_idle_timeout
+        if 0.0 < self.request_deadline < deadline:
+            deadline = self.request_deadline
+        proto.deadline = deadline
 
     def on_response_complete(self, conn: UpstreamConnection) -> None:
         if self.done:
@@ -963,10 +990,12 @@ class Exchange(ResponseSink):
             self.respond_error(H.BAD_GATEWAY_RESPONSE)
 
     def on_deadline(self) -> None:
-        """The current phase took too long: waiting for the response head (504) or a stalled body."""
+        """The current phase took too long: waiting for the response head (504) or a stalled body, or the
+        route's whole-request timeout ran out (504, or a cut if the response has begun)."""
         if self.done:
             return
-        if self.conn is None and not self.response_started:
+        whole = 0.0 < self.request_deadline <= self.proto.ctx.now
+        if not whole and self.conn is None and not self.response_started:
             return   # still connecting: the connect timeout covers this phase
         conn = self.conn
         if conn is not None:
@@ -974,7 +1003,11 @@ class Exchange(ResponseSink):
             conn.abort()
         self.conn = None
         if self.response_started:
+            self.reason = "request_timeout" if whole else "upstream_timeout"
             self.abort_client()
+        elif whole:
+            self.reason = "request_timeout"
+            self.respond_error(H.REQUEST_TIMEOUT_504)
         else:
             self.reason = "upstream_timeout"
             self.respond_error(H.GATEWAY_TIMEOUT)
