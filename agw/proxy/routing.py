@@ -9,8 +9,8 @@ try:
 except ImportError:  # running uncompiled without Cython installed
     from . import _cython_shim as cython  # type: ignore[no-redef]
 
-from ..config.durations import parse_duration
-from ..config.model import Listener, Match, Policies, Route, Settings
+from ..config.compile import ProxySettings, RoutePlan
+from ..config.model import Match, Policies
 from .upstream import BackendPool
 
 Predicate = Callable[[bytes, bytes, dict], bool]   # (method, path, headers) -> matched
@@ -77,25 +77,23 @@ class RouteRuntime:
     """A route ready to serve: its matcher, its backend pool, its policies compiled (a C struct when
     compiled: the server reads these fields for every request)."""
 
-    def __init__(self, name: str, route: Route, policies: Optional[Policies], settings: Settings,
-                 policy_factory: PolicyFactory, pools: dict[str, BackendPool]) -> None:
-        self.name = name
-        self.host_matcher = HostMatcher(route.hostnames)
-        self.predicates = [_compile_match(m) for m in route.matches]
+    def __init__(self, plan: RoutePlan, settings: ProxySettings, policy_factory: PolicyFactory,
+                 pools: dict[str, BackendPool]) -> None:
+        self.name = plan.name
+        self.host_matcher = HostMatcher(list(plan.hostnames))
+        self.predicates = [_compile_match(m) for m in plan.matches]
         self.match_all = self.host_matcher.any and (
-            not route.matches or any(_is_trivial(m) for m in route.matches))
-        key = ",".join(f"{b.host}*{b.weight}" for b in route.backends)
+            not plan.matches or any(_is_trivial(m) for m in plan.matches))
+        key = ",".join(f"{b.label}*{b.weight}" for b in plan.backends)
         if key not in pools:
-            pools[key] = BackendPool(route.backends, settings)
+            pools[key] = BackendPool(list(plan.backends), settings)
         self.pool = pools[key]
         # The request policies, in the order a request passes them (agw/chain.py).
-        self.policies = tuple(policy_factory(policies, name)) if policies is not None else ()
+        self.policies = tuple(policy_factory(plan.policies, plan.name)) if plan.policies is not None else ()
         self.strip_headers = frozenset().union(*(p.strip_headers for p in self.policies))
         self.edited_headers = frozenset().union(*(p.edited_headers for p in self.policies))
-        t = policies.timeout if policies else None
-        self.request_timeout = parse_duration(t.request_timeout) if t and t.request_timeout else 0.0
-        backend_timeout = parse_duration(t.backend_request_timeout) if t and t.backend_request_timeout else None
-        self.response_timeout = backend_timeout or parse_duration(settings.response_timeout)
+        self.request_timeout = plan.request_timeout
+        self.response_timeout = plan.response_timeout
 
     def matches(self, host: bytes, method: bytes, path: bytes, headers: dict) -> bool:
         if not self.host_matcher(host):
@@ -129,21 +127,7 @@ class Router:
         return None
 
 
-def build_router(listeners: list[Listener], settings: Settings, policy_factory: PolicyFactory,
+def build_router(routes: Sequence[RoutePlan], settings: ProxySettings, policy_factory: PolicyFactory,
                  pools: dict[str, BackendPool]) -> Router:
-    runtimes = []
-    for li, listener in enumerate(listeners):
-        lname = listener.name or f"listener{li}"
-        for ri, route in enumerate(listener.routes):
-            policies = route.policies
-            inherited = listener.policies
-            if inherited is not None:
-                # A listener's policies apply to routes that do not set the same policy themselves.
-                own = policies
-                policies = Policies(
-                    jwt_auth=own.jwt_auth if own and own.jwt_auth else inherited.jwt_auth,
-                    timeout=own.timeout if own and own.timeout else inherited.timeout,
-                )
-            name = route.name or f"{lname}/route{ri}"
-            runtimes.append(RouteRuntime(name, route, policies, settings, policy_factory, pools))
-    return Router(runtimes)
+    """The route table of one bind, from its compiled routes (listener policies already merged in)."""
+    return Router([RouteRuntime(plan, settings, policy_factory, pools) for plan in routes])

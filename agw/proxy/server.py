@@ -21,8 +21,7 @@ from typing import Callable, Optional
 
 import httptools
 
-from ..config.durations import parse_duration
-from ..config.model import Settings
+from ..config.compile import ProxySettings
 from . import http as H
 from .metrics import Stats
 from .routing import RouteRuntime, Router
@@ -147,7 +146,7 @@ class WriteBatch:
 class ServerContext:
     """What every connection of one bind shares: routes, limits, timeouts, hooks, live connections."""
 
-    def __init__(self, router: Router, settings: Settings, *, scheme: bytes = b"http",
+    def __init__(self, router: Router, settings: ProxySettings, *, scheme: bytes = b"http",
                  on_request: Optional[Callable[..., None]] = None, stats: Optional[Stats] = None) -> None:
         self.scheme = scheme
         self.connections: set[ClientProtocol] = set()
@@ -159,16 +158,16 @@ class ServerContext:
         self.now = self.loop.time()    # coarse clock for deadlines, advanced by the worker's ticker
         self.apply(router, settings)
 
-    def apply(self, router: Router, settings: Settings) -> None:
+    def apply(self, router: Router, settings: ProxySettings) -> None:
         """Install routes and limits (at start and on reload); connections pick them up per request."""
         self.router = router
         self.special_headers = BASE_SPECIAL_REQUEST_HEADERS | router.special_headers
         self.max_header_bytes = settings.max_header_bytes
         self.max_headers = settings.max_headers
         self.max_connections = settings.max_connections
-        self.request_header_timeout = parse_duration(settings.request_header_timeout)
-        self.keepalive_timeout = parse_duration(settings.keepalive_timeout)
-        self.body_idle_timeout = parse_duration(settings.body_idle_timeout)
+        self.request_header_timeout = settings.request_header_timeout
+        self.keepalive_timeout = settings.keepalive_timeout
+        self.body_idle_timeout = settings.body_idle_timeout
         self.merge_slashes = settings.merge_slashes
 
     def expire(self, now: float) -> None:

@@ -19,9 +19,7 @@ from typing import Optional
 
 import httptools
 
-from ..config.durations import parse_duration
-from ..config.model import Backend, Settings
-from ..config.validate import split_host_port
+from ..config.compile import BackendPlan, ProxySettings
 from .http import HOP_BY_HOP as _HOP_BY_HOP
 
 try:
@@ -286,14 +284,15 @@ class UpstreamConnection:
 class Target:
     """One backend address with its idle keep-alive connections."""
 
-    def __init__(self, address: str, settings: Settings) -> None:
-        self.host, self.port = split_host_port(address)
-        self.label = address
+    def __init__(self, backend: BackendPlan, settings: ProxySettings) -> None:
+        self.host = backend.host
+        self.port = backend.port
+        self.label = backend.label
         self.idle: list[UpstreamConnection] = []
         self.all: set[UpstreamConnection] = set()
         self.max_idle = settings.max_idle_upstream_per_backend
-        self.idle_timeout = parse_duration(settings.upstream_idle_timeout)
-        self.connect_timeout = parse_duration(settings.connect_timeout)
+        self.idle_timeout = settings.upstream_idle_timeout
+        self.connect_timeout = settings.connect_timeout
         self.connect_errors = 0
         self.retired = False     # replaced by a reload: connections finish their request, then close
 
@@ -352,8 +351,8 @@ class Target:
 class BackendPool:
     """The backends of a route: weighted round robin over targets."""
 
-    def __init__(self, backends: list[Backend], settings: Settings) -> None:
-        self.targets = [Target(b.host, settings) for b in backends]
+    def __init__(self, backends: list[BackendPlan], settings: ProxySettings) -> None:
+        self.targets = [Target(b, settings) for b in backends]
         order = [t for t, b in zip(self.targets, backends) for _ in range(b.weight)]
         self._cycle = itertools.cycle(order)
         self._single = self.targets[0] if len(self.targets) == 1 else None

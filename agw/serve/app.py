@@ -16,7 +16,8 @@ import time
 from typing import Any, Callable, Optional
 
 from ..check import Checked, load_checked
-from ..config import ConfigError, parse_duration
+from ..config import ConfigError
+from ..config.compile import compile_config
 from ..config.model import JwtAuth
 from ..jwt.jwks import RemoteSource
 from .accesslog import AccessLog
@@ -68,13 +69,14 @@ class Runtime:
     def __init__(self, checked: Checked) -> None:
         loaded = checked.loaded
         self.loaded = loaded
-        self.settings = loaded.config.config
+        self.plan = compile_config(loaded.config)
+        self.settings = self.plan.settings
         self.pools: dict[str, BackendPool] = {}
         self.policies: list = []
         factory = _policy_factory(checked, self.policies)
         self.routers: list[tuple[Any, Router]] = [
-            (bind, build_router(bind.listeners, self.settings, factory, self.pools))
-            for bind in loaded.config.binds
+            (bind.bind, build_router(bind.routes, self.settings, factory, self.pools))
+            for bind in self.plan.binds
         ]
 
     async def start_policies(self) -> None:
@@ -217,7 +219,7 @@ class Worker:
         for bind, _ in self.runtime.routers:
             key = (bind.address, bind.port)
             self.sockets[key] = self.sockets.get(key) or make_listen_socket(bind.address, bind.port, self.reuse_port)
-        if not await self.runtime.wait_keys(parse_duration(self.runtime.settings.startup_grace)):
+        if not await self.runtime.wait_keys(self.runtime.settings.startup_grace):
             for line in self.runtime.not_ready():
                 log.warning("taking traffic without keys, not ready until they load: %s", line,
                             extra={"event": "jwks_not_ready"})
