@@ -30,11 +30,6 @@ _HEX = b"0123456789ABCDEFabcdef"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
-def needs_normalizing(path: bytes) -> bool:
-    """Whether `normalize_path` could change `path` (most paths: no, at the cost of three scans)."""
-    return path.find(b"%") >= 0 or path.find(b"/.") >= 0 or path.find(b"//") >= 0
-
-
 def normalize_path(path: bytes, merge_slashes: bool) -> bytes | None:
     """The path a request is routed on and forwarded with (RFC 3986 6.2.2): percent-encoded unreserved
     characters decoded and other encodings upper-cased, runs of slashes merged (optional), then dot-segments

@@ -638,14 +638,14 @@ class Exchange(ResponseSink):
             else:
                 self.respond_error(H.BAD_REQUEST)
                 return
-        path, sep, query = target.partition(b"?")
-        if H.needs_normalizing(path):
-            # Routed on, and forwarded with, the normalized path: what matched is what the backend gets.
+        if target.find(b"%") >= 0 or target.find(b"/.") >= 0 or target.find(b"//") >= 0:
+            # Routed on, and forwarded with, the normalized path: what matched is what the backend gets. (The
+            # test covers the query too: a false positive only costs this branch.)
+            path, sep, query = target.partition(b"?")
             normal = H.normalize_path(path, proto.ctx.merge_slashes)
             if normal is None:
                 self.respond_error(H.BAD_REQUEST)
                 return
-            path = normal
             self.target = target = normal + sep + query
         host = self.hdict.get(b"host")
         if host is None:
@@ -664,7 +664,7 @@ class Exchange(ResponseSink):
                 host = host.split(b"]", 1)[0] + b"]"
             else:
                 host = host.split(b":", 1)[0]
-            route = router.match(host, self.method, path, self.hdict)
+            route = router.match(host, self.method, target.split(b"?", 1)[0], self.hdict)
             if route is None:
                 self.reason = "no_route"
                 self.respond_error(H.NOT_FOUND)
