@@ -26,7 +26,7 @@ fastjwt = [Extension("agw._fastjwt", ["agw/_fastjwt.pyx"], extra_compile_args=co
 # Python semantics (negative indexes, no manual bounds), so they keep Cython's safe indexing directives.
 proxy = [
     Extension(f"agw.proxy.{name}", [f"agw/proxy/{name}.py"], extra_compile_args=compile_args)
-    for name in ("server", "upstream", "metrics", "routing")
+    for name in ("batch", "context", "flow", "heads", "exchange", "protocol", "upstream", "metrics", "routing")
 ]
 safe_directives = dict(directives, boundscheck=True, wraparound=True, initializedcheck=True, cdivision=False)
 

@@ -13,7 +13,8 @@ import time
 from agw.check import check
 from agw.config.loader import LoadedConfig, decode_native
 from agw.serve.app import Runtime
-from agw.proxy.server import ClientProtocol, ServerContext
+from agw.proxy.context import ServerContext
+from agw.proxy.protocol import ClientProtocol
 from agw.proxy.upstream import UpstreamConnection
 
 REQUEST = (b"GET /headers HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n"

@@ -1,7 +1,8 @@
 """Stand-in for the `cython` module when agw's proxy modules run uncompiled (Cython is a build-time tool).
 
-server.py and upstream.py are Cython pure-Python-mode modules: compiled by setup.py their classes become
-C extension types with typed attributes; run as plain Python, these no-op decorators keep them working.
+The proxy's modules (protocol.py, exchange.py, upstream.py, ...) are Cython pure-Python-mode modules:
+compiled by setup.py their classes become C extension types with typed attributes; run as plain Python,
+these no-op decorators keep them working.
 """
 from typing import Any
 

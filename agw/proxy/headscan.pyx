@@ -385,7 +385,7 @@ def scan_response(bytes data, Py_ssize_t max_head_bytes):
 
 def valid_host(bytes host) -> bool:
     """RFC 9112 3.2 / RFC 3986 host with an optional port: reg-name or IPv4 (possibly empty, for HTTP/1.0),
-    or an [IP-literal]; the same grammar as server.py's regular expression, without a regex call."""
+    or an [IP-literal]; the same grammar as exchange.py's regular expression, without a regex call."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(host)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(host), i = 0
     if n > 0 and p[0] == b'[':

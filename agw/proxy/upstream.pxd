@@ -46,6 +46,7 @@ cdef class Target:
     cdef public object host
     cdef public Py_ssize_t port
     cdef public str label
+    cdef public bytes label_bytes
     cdef public list idle
     cdef public Py_ssize_t max_idle
     cdef public double idle_timeout

@@ -288,6 +288,7 @@ class Target:
         self.host = backend.host
         self.port = backend.port
         self.label = backend.label
+        self.label_bytes = backend.label.encode()   # the Host sent when the client sent none
         self.idle: list[UpstreamConnection] = []
         self.all: set[UpstreamConnection] = set()
         self.max_idle = settings.max_idle_upstream_per_backend

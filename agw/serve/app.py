@@ -24,7 +24,8 @@ from .accesslog import AccessLog
 from .counters import RetiredCounters
 from ..proxy.metrics import Stats, merge, render
 from ..proxy.routing import Router, build_router
-from ..proxy.server import ClientProtocol, ServerContext
+from ..proxy.context import ServerContext
+from ..proxy.protocol import ClientProtocol
 from ..proxy.upstream import BackendPool
 
 log = logging.getLogger("agw")

@@ -245,7 +245,7 @@ def test_scanner_agrees_with_llhttp_on_responses(version, status, fields, last_e
     st.lists(st.sampled_from([b"a", b"Z", b"0", b".", b"-", b"%", b"~", b"[", b"]", b":", b"f", b"::1", b"8080",
                               b" ", b"/", b"@", b"\xff", b"_", b"!"]), max_size=8).map(b"".join)))
 def test_host_check_matches_the_rfc_3986_grammar(host):
-    from agw.proxy.server import _VALID_HOST
+    from agw.proxy.exchange import _VALID_HOST
     assert headscan.valid_host(host) == (_VALID_HOST(host) is not None)
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from agw.check import check
 from agw.config.loader import LoadedConfig, decode_native
-from agw.proxy.server import MAX_PIPELINED, ClientProtocol, ServerContext
+from agw.proxy.context import ServerContext
+from agw.proxy.protocol import MAX_PIPELINED, PIPELINE_SLICE, ClientProtocol
 from agw.proxy.upstream import UpstreamConnection
 from agw.serve.app import Runtime
 
@@ -138,7 +139,9 @@ def test_pipelined_requests_are_answered_in_order(harness):
 def test_requests_parsed_ahead_are_bounded_and_the_rest_waits_unparsed(harness):
     harness.send(request("/slow") + b"".join(request(f"/p{i}") for i in range(200)))
     client = harness.client
-    assert len(client.queue) == MAX_PIPELINED
+    # Exactly the bound when the C scanner takes the heads; up to a slice's worth more when llhttp parses.
+    bound = MAX_PIPELINED + PIPELINE_SLICE // len(request("/p0"))
+    assert MAX_PIPELINED <= len(client.queue) <= bound
     assert client.backlog and not client.transport.reading
     answered = 0
     while True:
@@ -148,7 +151,7 @@ def test_requests_parsed_ahead_are_bounded_and_the_rest_waits_unparsed(harness):
         harness.sent_upstream(busy[0])
         harness.answer(busy[0], response(b"x"))
         answered += 1
-        assert len(client.queue) <= MAX_PIPELINED
+        assert len(client.queue) <= bound
     assert answered == 201
     assert harness.client_out().count(b"HTTP/1.1 200 OK") == 201
     assert client.transport.reading and not client.backlog

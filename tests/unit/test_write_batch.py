@@ -1,4 +1,4 @@
-"""The proxy's writes of one event-loop pass are sent together when the pass ends (agw/proxy/server.py
+"""The proxy's writes of one event-loop pass are sent together when the pass ends (agw/proxy/batch.py
 WriteBatch): what each peer receives, and in which order, must not change."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agw.proxy.server import BATCH_FLUSH_BYTES, COALESCE_LIMIT, WriteBatch
+from agw.proxy.batch import BATCH_FLUSH_BYTES, COALESCE_LIMIT, WriteBatch
 
 
 class Peer:
