@@ -106,14 +106,16 @@ EC_CURVES = {
                       "51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16), "ES512"),
 }
 
-# Required-claim bits (jwtValidationOptions.requiredClaims).
-CLAIM_BITS = {"exp": 1, "nbf": 2, "aud": 4, "iss": 8, "sub": 16}
+# Required-claim bits (jwtValidationOptions.requiredClaims). CLAIM_BITS is the one list of claims agw can
+# require: config validation accepts exactly its names, and the core sets a bit for each one it finds.
 cdef enum:
     C_EXP = 1
     C_NBF = 2
     C_AUD = 4
     C_ISS = 8
     C_SUB = 16
+    C_IAT = 32
+CLAIM_BITS = {"exp": C_EXP, "nbf": C_NBF, "aud": C_AUD, "iss": C_ISS, "sub": C_SUB, "iat": C_IAT}
 
 # --- time -------------------------------------------------------------------------------------------------
 
@@ -282,12 +284,12 @@ cdef Py_ssize_t _count_top_members(const unsigned char* s, Py_ssize_t n) noexcep
 
 
 # --- claims read in place ----------------------------------------------------------------------------------
-# A verification needs five claims (iss, exp, nbf, aud, sub), not a dict of all of them: building and freeing
+# A verification needs six claims (iss, exp, nbf, iat, aud, sub), not a dict of all of them: building and freeing
 # that dict was most of a cache miss's own work (orjson ~29k of ~37k instructions beside the signature). The
-# scanner below validates the whole payload as JSON and reads those five in place, but only within a strict
+# scanner below validates the whole payload as JSON and reads those six in place, but only within a strict
 # plain subset: ASCII, no escapes, no repeated top-level names, numbers without exponents, nesting up to
-# SCAN_MAX_DEPTH; iss and sub strings, aud a string or an array of strings, exp and nbf integers of up to 15
-# digits. Anything else (a null claim, a float exp, "\/" in a URL, non-ASCII, invalid JSON) is "not mine" and
+# SCAN_MAX_DEPTH; iss and sub strings, aud a string or an array of strings, exp, nbf and iat integers of up to
+# 15 digits. Anything else (a null claim, a float exp, "\/" in a URL, non-ASCII, invalid JSON) is "not mine" and
 # goes through orjson exactly as before, so the short path only takes payloads orjson reads the same way
 # (differential tests against orjson in tests/unit/test_claims_scan.py).
 
@@ -307,8 +309,10 @@ cdef struct ClaimScan:
     bint aud_array
     bint has_exp
     bint has_nbf
+    bint has_iat
     double exp
     double nbf
+    double iat
 
 # 1 for bytes that end or leave the plain-string subset: quote, backslash, control characters, non-ASCII.
 cdef unsigned char _STR_STOP[256]
@@ -428,7 +432,7 @@ cdef inline bint _name_is(const unsigned char* s, Py_ssize_t at, Py_ssize_t leng
 
 
 cdef bint _scan_claims(const unsigned char* s, Py_ssize_t n, ClaimScan* out) noexcept nogil:
-    """True when the payload is a JSON object in the plain subset; *out then holds the five claims."""
+    """True when the payload is a JSON object in the plain subset; *out then holds the six claims."""
     cdef Py_ssize_t key_at[SCAN_MAX_MEMBERS]
     cdef Py_ssize_t key_len[SCAN_MAX_MEMBERS]
     cdef Py_ssize_t members = 0, i, j, at, length, end
@@ -439,6 +443,7 @@ cdef bint _scan_claims(const unsigned char* s, Py_ssize_t n, ClaimScan* out) noe
     out.aud_array = False
     out.has_exp = False
     out.has_nbf = False
+    out.has_iat = False
     i = _skip_ws(s, 0, n)
     if i >= n or s[i] != 123:
         return False
@@ -480,13 +485,17 @@ cdef bint _scan_claims(const unsigned char* s, Py_ssize_t n, ClaimScan* out) noe
                 out.sub_at = i + 1
                 out.sub_len = end - i - 2
             i = end
-        elif length == 3 and (_name_is(s, at, length, b"exp") or _name_is(s, at, length, b"nbf")):
+        elif length == 3 and (_name_is(s, at, length, b"exp") or _name_is(s, at, length, b"nbf")
+                              or _name_is(s, at, length, b"iat")):
             if s[at] == 101:
                 number = &out.exp
                 out.has_exp = True
-            else:
+            elif s[at] == 110:
                 number = &out.nbf
                 out.has_nbf = True
+            else:
+                number = &out.iat
+                out.has_iat = True
             i = _scan_number(s, i, n, number)
             if i < 0:
                 return False          # not a number, or not a plain integer (orjson reads it)
@@ -570,6 +579,8 @@ def scan_claims(bytes raw):
         out["exp"] = cs.exp
     if cs.has_nbf:
         out["nbf"] = cs.nbf
+    if cs.has_iat:
+        out["iat"] = cs.iat
     return out
 
 
@@ -1191,7 +1202,7 @@ cdef class Core:
         cdef const char* rp = PyBytes_AS_STRING(raw)
         cdef double exp_d = 1e300
         cdef double nbf_d = -1e300
-        cdef bint has_exp, has_nbf
+        cdef bint has_exp, has_nbf, has_iat
         claims = None
         if not self.claim_headers and _scan_claims(<const unsigned char*>rp, PyBytes_GET_SIZE(raw), &cs):
             # The plain subset, read in place: every claim present already has a valid type.
@@ -1211,6 +1222,7 @@ cdef class Core:
                 nbf_d = cs.nbf
                 if nbf_d > now + self.skew:
                     return self._fail_for(R_NOT_YET_VALID, <str>iss)
+            has_iat = cs.has_iat
             auds = None
             if cs.aud_at >= 0:
                 auds = _aud_strings(<const unsigned char*>rp, cs.aud_at, cs.aud_len) if cs.aud_array else \
@@ -1242,6 +1254,10 @@ cdef class Core:
                 nbf_d = _as_double(nbf)
                 if nbf_d > now + self.skew:
                     return self._fail_for(R_NOT_YET_VALID, <str>iss)
+            iat = (<dict>claims).get("iat")
+            has_iat = iat is not None
+            if has_iat and not _is_number(iat):
+                return self._fail_for(R_MALFORMED, <str>iss)   # a NumericDate (RFC 7519 4.1.6), as exp and nbf
             aud = (<dict>claims).get("aud")
             auds = None
             if aud is not None:
@@ -1258,7 +1274,7 @@ cdef class Core:
         cdef int first_failure = -1
         cdef Provider prov
         cdef unsigned int present = C_ISS | (C_EXP if has_exp else 0) | (C_NBF if has_nbf else 0) \
-            | (C_AUD if auds else 0) | (C_SUB if sub is not None else 0)
+            | (C_AUD if auds else 0) | (C_SUB if sub is not None else 0) | (C_IAT if has_iat else 0)
         for p in group:
             prov = <Provider>p
             if prov.required & ~present:

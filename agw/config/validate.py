@@ -7,12 +7,14 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from .._fastjwt import CLAIM_BITS
 from .durations import parse_duration
 from .errors import join_path
 from .model import Config, Jwks, JwtAuth, Location, Policies, Provider, Route
 
 MODES = ("strict", "optional", "permissive")
-CLAIMS_ENFORCEABLE = ("exp", "nbf", "aud", "iss", "sub", "iat")
+# What requiredClaims may name is what the verification core enforces: its own table, never a copy of it.
+CLAIMS_ENFORCEABLE: tuple[str, ...] = tuple(CLAIM_BITS)
 _TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
 
 

@@ -50,8 +50,13 @@ class JwtPolicy:
         problems: list[tuple[str, str]] = []
         for prefix, issuer, audiences, jwks, options in specs:
             required = 0
-            for claim in (options.required_claims if options is not None else ["exp"]):
-                required |= CLAIM_BITS.get(claim, 0)
+            for ci, claim in enumerate(options.required_claims if options is not None else ["exp"]):
+                bit = CLAIM_BITS.get(claim)
+                if bit is None:   # validation refuses these first; never let one through as "no requirement"
+                    problems.append((f"{prefix}jwtValidationOptions.requiredClaims[{ci}]",
+                                     f"unsupported claim {claim!r}"))
+                    continue
+                required |= bit
             provider = Provider(issuer, audiences, required)
             self._providers.append(provider)
             try:

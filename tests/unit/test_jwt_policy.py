@@ -15,6 +15,7 @@ from vectors.mint import claims, token  # noqa: E402
 from agw.config import ConfigError  # noqa: E402
 from agw.config.model import (ClaimHeader, HeaderLocation, Jwks, JwtAuth, Location, NamedLocation,  # noqa: E402
                               Provider as ProviderCfg, TokenCache, ValidationOptions)
+from agw.config.validate import CLAIMS_ENFORCEABLE  # noqa: E402
 from agw.jwt import JwtPolicy  # noqa: E402
 
 
@@ -131,6 +132,52 @@ def test_required_claims_and_audiences_per_provider():
     no_exp = JwtPolicy(JwtAuth(issuer=mint.ISSUER, jwks=Jwks(inline=mint.default_jwks()),
                                jwt_validation_options=ValidationOptions(required_claims=[])))
     assert no_exp.authenticate(bearer(token("RS256", kid="rsa", payload=claims(exp=None))), b"/").allowed
+
+
+# Every claim the config accepts in requiredClaims (the core's own table) must be enforced, on both claim readers:
+# the in-place scanner (no claimsToHeaders) and orjson's (claimsToHeaders set).
+_CLAIM_VALUES = {"exp": int(time.time()) + 600, "nbf": int(time.time()) - 10, "aud": mint.AUDIENCE,
+                 "iss": mint.ISSUER, "sub": "alice", "iat": int(time.time()) - 10}
+
+
+@pytest.mark.parametrize("reader", ["scanner", "orjson"])
+@pytest.mark.parametrize("claim", list(CLAIMS_ENFORCEABLE))
+def test_every_claim_config_accepts_as_required_is_enforced(claim, reader):
+    assert set(CLAIMS_ENFORCEABLE) == set(_CLAIM_VALUES), "a new requirable claim needs a value here"
+    extra = {"claims_to_headers": [ClaimHeader(claim="sub", header="x-user")]} if reader == "orjson" else {}
+    p = policy(jwt_validation_options=ValidationOptions(required_claims=[claim]), **extra)
+    with_it = token("RS256", kid="rsa", payload={"iss": mint.ISSUER, claim: _CLAIM_VALUES[claim]})
+    assert p.authenticate(bearer(with_it), b"/").allowed
+    if claim == "iss":
+        return   # a token without iss has no provider to ask: unknown issuer before any claim rule
+    without = token("RS256", kid="rsa", payload={"iss": mint.ISSUER})
+    r = p.authenticate(bearer(without), b"/")
+    assert not r.allowed and r.reason == "missing_claim" and r.body == b"authentication failure: missing required claim"
+
+
+def test_required_iat_refuses_a_token_without_it():
+    p = policy(jwt_validation_options=ValidationOptions(required_claims=["exp", "iat"]))
+    assert p.authenticate(bearer(token("RS256", kid="rsa", payload=claims(iat=None))), b"/").reason == "missing_claim"
+    assert p.authenticate(bearer(token("RS256", kid="rsa")), b"/").allowed
+    # Not required (the default [exp]): a token without iat passes as before.
+    assert policy().authenticate(bearer(token("RS256", kid="rsa", payload=claims(iat=None))), b"/").allowed
+
+
+@pytest.mark.parametrize("iat, reason", [("1700000000", "malformed"), (True, "malformed"), ([1], "malformed"),
+                                         ({"a": 1}, "malformed"), (None, None), (1700000000.5, None)])
+def test_iat_that_is_not_a_number_is_malformed_on_both_readers(iat, reason):
+    """iat is a NumericDate (RFC 7519 4.1.6), checked like exp and nbf whether or not it is required; null is
+    absent, as for exp and nbf."""
+    raw = json.dumps(dict(claims(), iat=iat)).encode()
+    for extra in ({}, {"claims_to_headers": [ClaimHeader(claim="sub", header="x-user")]}):
+        r = policy(**extra).authenticate(bearer(token("RS256", kid="rsa", raw_payload=raw)), b"/")
+        assert (r.allowed, r.reason) == (reason is None, reason), extra
+
+
+def test_an_unknown_required_claim_is_a_config_error_not_no_requirement():
+    with pytest.raises(ConfigError) as err:
+        policy(jwt_validation_options=ValidationOptions(required_claims=["exp", "jti"]))
+    assert err.value.problems == [("jwtValidationOptions.requiredClaims[1]", "unsupported claim 'jti'")]
 
 
 def test_providers_sharing_an_issuer_find_the_key_by_kid_across_them():
