@@ -15,7 +15,13 @@ from .model import Config, Jwks, JwtAuth, Location, Policies, Provider, Route
 MODES = ("strict", "optional", "permissive")
 # What requiredClaims may name is what the verification core enforces: its own table, never a copy of it.
 CLAIMS_ENFORCEABLE: tuple[str, ...] = tuple(CLAIM_BITS)
-_TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
+_TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token; \Z: $ would let a final newline in
+# Headers a claim must never set (claimsToHeaders): message framing, hop-by-hop and routing headers, what agw itself
+# writes upstream, and credentials. Compared lower-case with "_" read as "-" (servers behind CGI/WSGI read them alike).
+RESERVED_CLAIM_HEADERS = frozenset({
+    "content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade",
+    "forwarded", "authorization", "cookie"})
+RESERVED_CLAIM_HEADER_PREFIXES = ("proxy-", "x-forwarded-")
 
 
 class Problems(list):
@@ -151,11 +157,13 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
         p.add(f"{path}.maxTokenBytes", "must be between 256 and 1048576")
     if ja.cache.max_entries < 0 or ja.cache.max_bytes < 0:
         p.add(f"{path}.cache", "limits must not be negative")
+    credential = ja.location.header.name if ja.location is not None and ja.location.header is not None else None
     for ci, ch in enumerate(ja.claims_to_headers):
         if not ch.claim:
             p.add(f"{path}.claimsToHeaders[{ci}].claim", "required")
-        if not _TOKEN_CHARS.match(ch.header):
-            p.add(f"{path}.claimsToHeaders[{ci}].header", f"invalid header name {ch.header!r}")
+        problem = claim_header_problem(ch.header, credential)
+        if problem is not None:
+            p.add(f"{path}.claimsToHeaders[{ci}].header", problem)
     if ja.providers is not None:
         for field in ("issuer", "audiences", "jwks", "jwt_validation_options"):
             if getattr(ja, field) is not None:
@@ -175,6 +183,18 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
         else:
             check_jwks(p, f"{path}.jwks", ja.jwks)
         _check_claims(p, path, ja.jwt_validation_options)
+
+
+def claim_header_problem(name: str, credential_header: Optional[str] = None) -> Optional[str]:
+    """Why claimsToHeaders may not set header `name` (None if it may); `credential_header` is the token's own."""
+    if not _TOKEN_CHARS.match(name):
+        return f"invalid header name {name!r}"
+    folded = name.lower().replace("_", "-")
+    if (folded in RESERVED_CLAIM_HEADERS or folded.startswith(RESERVED_CLAIM_HEADER_PREFIXES)
+            or (credential_header is not None and folded == credential_header.lower().replace("_", "-"))):
+        return (f"{name!r} cannot carry a claim (framing, hop-by-hop, routing, forwarding and credential headers "
+                f"are reserved)")
+    return None
 
 
 def check_provider(p: Problems, path: str, prov: Provider) -> None:

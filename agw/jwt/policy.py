@@ -8,6 +8,7 @@ from typing import Awaitable, Callable, Optional, Union
 
 from ..config import ConfigError, normalize_mode, parse_duration
 from ..config.model import Jwks, JwtAuth
+from ..config.validate import claim_header_problem
 from .._fastjwt import CLAIM_BITS, AuthResult, Core, Pending, Provider
 from .errors import results_for_mode
 from .jwks import RemoteSource, StaticSource
@@ -77,6 +78,11 @@ class JwtPolicy:
         self.credential_header: Optional[bytes] = header_name.lower().encode() if where == "header" else None
         self.location = where
 
+        for ci, c in enumerate(cfg.claims_to_headers):
+            # Also checked by config validation; repeated here for policies built without it.
+            problem = claim_header_problem(c.header, header_name if where == "header" else None)
+            if problem is not None:
+                raise ConfigError([(f"claimsToHeaders[{ci}].header", problem)])
         claim_headers = [(c.claim, c.header.lower().encode("latin-1")) for c in cfg.claims_to_headers]
         self.strip_headers: frozenset[bytes] = frozenset(h for _, h in claim_headers)
         # The credential header is dropped from verified requests; a Cookie is rewritten (always set aside).

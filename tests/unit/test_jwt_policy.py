@@ -414,3 +414,11 @@ def test_duplicate_claims_are_found_past_strings_with_escapes(tricky):
     twice = f'{base}, "note": "{tricky}", "sub": "mallory"}}'.encode()
     r = policy().authenticate(bearer(token("RS256", kid="rsa", raw_payload=twice)), b"/")
     assert r.reason == "malformed"
+
+
+@pytest.mark.parametrize("header", ["content-length", "host", "x-forwarded-for", "proxy-authorization", "cookie",
+                                    "authorization", "x user"])
+def test_a_policy_built_without_validation_still_refuses_reserved_claim_headers(header):
+    with pytest.raises(ConfigError) as err:
+        policy(claims_to_headers=[ClaimHeader(claim="sub", header=header)])
+    assert err.value.problems[0][0] == "claimsToHeaders[0].header"
