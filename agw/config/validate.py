@@ -22,6 +22,8 @@ RESERVED_CLAIM_HEADERS = frozenset({
     "content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade",
     "forwarded", "authorization", "cookie"})
 RESERVED_CLAIM_HEADER_PREFIXES = ("proxy-", "x-forwarded-")
+# The policy strips every -/_ spelling of claim and credential headers (2 ** separators names): bounded here.
+MAX_HEADER_SEPARATORS = 8
 
 
 class Problems(list):
@@ -190,6 +192,8 @@ def claim_header_problem(name: str, credential_header: Optional[str] = None) -> 
     if not _TOKEN_CHARS.match(name):
         return f"invalid header name {name!r}"
     folded = name.lower().replace("_", "-")
+    if folded.count("-") > MAX_HEADER_SEPARATORS:
+        return f"header name {name!r} has more than {MAX_HEADER_SEPARATORS} '-' or '_'"
     if (folded in RESERVED_CLAIM_HEADERS or folded.startswith(RESERVED_CLAIM_HEADER_PREFIXES)
             or (credential_header is not None and folded == credential_header.lower().replace("_", "-"))):
         return (f"{name!r} cannot carry a claim (framing, hop-by-hop, routing, forwarding and credential headers "
@@ -234,6 +238,9 @@ def check_location(p: Problems, path: str, loc: Location) -> None:
         p.add(path, "exactly one of header, queryParameter, cookie is required")
     if loc.header is not None and not _TOKEN_CHARS.match(loc.header.name):
         p.add(f"{path}.header.name", f"invalid header name {loc.header.name!r}")
+    elif loc.header is not None and loc.header.name.replace("_", "-").count("-") > MAX_HEADER_SEPARATORS:
+        p.add(f"{path}.header.name",
+              f"header name {loc.header.name!r} has more than {MAX_HEADER_SEPARATORS} '-' or '_'")
     for field in ("query_parameter", "cookie"):
         named = getattr(loc, field)
         if named is not None and not named.name:

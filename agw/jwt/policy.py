@@ -8,7 +8,7 @@ from typing import Awaitable, Callable, Optional, Union
 
 from ..config import ConfigError, normalize_mode, parse_duration
 from ..config.model import Jwks, JwtAuth
-from ..config.validate import claim_header_problem
+from ..config.validate import MAX_HEADER_SEPARATORS, claim_header_problem
 from .._fastjwt import CLAIM_BITS, AuthResult, Core, Pending, Provider
 from .errors import results_for_mode
 from .jwks import RemoteSource, StaticSource
@@ -20,6 +20,17 @@ CACHE_PURGE_INTERVAL = 60.0
 
 
 Authenticate = Callable[[dict[bytes, bytes], bytes], Union[AuthResult, Awaitable[AuthResult]]]
+
+
+def header_spellings(name: bytes) -> frozenset[bytes]:
+    """`name` (lower case) with each "-" or "_" written either way: the names a CGI/WSGI server reads alike."""
+    parts = name.replace(b"_", b"-").split(b"-")
+    if len(parts) - 1 > MAX_HEADER_SEPARATORS:
+        raise ValueError(f"header name {name.decode('latin-1')!r} has more than {MAX_HEADER_SEPARATORS} '-' or '_'")
+    out = [parts[0]]
+    for part in parts[1:]:
+        out = [head + sep + part for head in out for sep in (b"-", b"_")]
+    return frozenset(out)
 
 
 class JwtPolicy:
@@ -84,7 +95,18 @@ class JwtPolicy:
             if problem is not None:
                 raise ConfigError([(f"claimsToHeaders[{ci}].header", problem)])
         claim_headers = [(c.claim, c.header.lower().encode("latin-1")) for c in cfg.claims_to_headers]
-        self.strip_headers: frozenset[bytes] = frozenset(h for _, h in claim_headers)
+        # Client headers the proxy drops on every request of the route: each claim header in every spelling a
+        # CGI/WSGI backend reads as the same name (x-user-id, x_user_id, x_user-id...), so no client copy can
+        # stand beside or merge with the injected value; and the other spellings of the token's own header.
+        strip: set[bytes] = set()
+        for _, h in claim_headers:
+            strip |= header_spellings(h)
+        if self.credential_header is not None:
+            try:
+                strip |= header_spellings(self.credential_header) - {self.credential_header}
+            except ValueError as err:
+                raise ConfigError([("location.header.name", str(err))]) from None
+        self.strip_headers: frozenset[bytes] = frozenset(strip)
         # The credential header is dropped from verified requests; a Cookie is rewritten (always set aside).
         self.edited_headers: frozenset[bytes] = frozenset(
             [self.credential_header] if self.credential_header is not None else [])

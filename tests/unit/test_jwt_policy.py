@@ -115,7 +115,8 @@ def test_claims_to_headers_with_nested_and_literal_dotted_claims():
         ClaimHeader(claim="n", header="x-n"), ClaimHeader(claim="groups", header="x-groups"),
         ClaimHeader(claim="absent", header="x-absent"), ClaimHeader(claim="evil", header="x-evil")])
     assert p.strip_headers == frozenset({b"x-user", b"x-team", b"x-role", b"x-admin", b"x-n", b"x-groups",
-                                         b"x-absent", b"x-evil"})
+                                         b"x-absent", b"x-evil", b"x_user", b"x_team", b"x_role", b"x_admin",
+                                         b"x_n", b"x_groups", b"x_absent", b"x_evil"})
     tok = token("RS256", kid="rsa", payload=claims(org={"team": "blue"}, admin=True, n=3, groups=["a", "b"],
                                                    evil="x\r\nSet-Cookie: a=b", **{"https://example.com/role": "ops"}))
     r = p.authenticate(bearer(tok), b"/")
@@ -422,3 +423,29 @@ def test_a_policy_built_without_validation_still_refuses_reserved_claim_headers(
     with pytest.raises(ConfigError) as err:
         policy(claims_to_headers=[ClaimHeader(claim="sub", header=header)])
     assert err.value.problems[0][0] == "claimsToHeaders[0].header"
+
+
+def test_client_copies_of_claim_headers_are_stripped_in_every_spelling():
+    """F10: a WSGI backend reads x_user_id and x-user-id as one header (HTTP_X_USER_ID): the proxy must drop a
+    client's copy in either spelling, and of an underscore name in its dash spelling."""
+    p = policy(claims_to_headers=[ClaimHeader(claim="sub", header="X-User-Id"),
+                                  ClaimHeader(claim="r", header="x_roles")])
+    assert p.strip_headers == frozenset({b"x-user-id", b"x_user_id", b"x-user_id", b"x_user-id",
+                                         b"x_roles", b"x-roles"})
+
+
+def test_other_spellings_of_a_custom_credential_header_are_stripped():
+    p = policy(location=Location(header=HeaderLocation(name="X-Api-Token", prefix="")))
+    assert p.credential_header == b"x-api-token"
+    assert p.strip_headers == frozenset({b"x_api_token", b"x-api_token", b"x_api-token"})
+    assert policy().strip_headers == frozenset()     # authorization has a single spelling
+
+
+def test_header_names_with_too_many_separators_are_config_errors():
+    with pytest.raises(ConfigError) as err:
+        policy(claims_to_headers=[ClaimHeader(claim="sub", header="x-a-b-c-d-e-f-g-h-i")])
+    assert "more than 8" in err.value.problems[0][1]
+    with pytest.raises(ConfigError) as err:
+        policy(location=Location(header=HeaderLocation(name="x-a-b-c-d-e-f-g-h-i", prefix="")))
+    assert err.value.problems == [("location.header.name", "header name 'x-a-b-c-d-e-f-g-h-i' has more than 8 "
+                                                           "'-' or '_'")]
