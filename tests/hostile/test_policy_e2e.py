@@ -69,3 +69,38 @@ def test_spoofed_claim_headers_in_any_spelling_never_reach_the_backend(agw_proxy
     # Without a token (strict: refused) nothing reaches the backend; the count is unchanged.
     assert send(proxy, "/anything", spoofed) == 401
     assert backend.count == 1
+
+
+QUERY_SPELLINGS = ["access_token", "access%5Ftoken", "%61ccess_token", "ACCESS_TOKEN", "access_token[]",
+                   "access_token%5B%5D", "%2561ccess_token", "access.token"]
+
+
+def response(proxy, target: str, lines: list[tuple[str, bytes]] = ()) -> object:
+    head = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+    head += b"".join(name.encode() + b": " + value + b"\r\n" for name, value in lines)
+    with RawConnection(proxy.port, timeout=15) as conn:
+        conn.send(head + b"\r\n")
+        return conn.read_response()
+
+
+def test_the_query_token_never_reaches_the_backend_in_any_spelling(agw_proxy, backend):
+    """F6: access%5Ftoken, %61ccess_token, ACCESS_TOKEN, ;-separated pairs, access_token[] used to reach the
+    backend (beside a verified token, or alone in optional mode), where a framework decodes them to access_token."""
+    proxy = start(agw_proxy, backend, mode="optional", location={"queryParameter": {"name": "access_token"}})
+    token = corpus.make().decode()
+    forged = corpus.make(payload=corpus.claims(sub="mallory"), signature=b"\x00" * 256).decode()
+    for spelling in QUERY_SPELLINGS:
+        assert response(proxy, f"/a?x=1;{spelling}={token}&y=2").status == 200, spelling
+        assert backend.paths[-1] == "/a?x=1&y=2", (spelling, backend.paths[-1])
+        # alone and forged: found, verified, refused (it used to pass as "no token" and reach the backend)
+        r = response(proxy, f"/a?{spelling}={forged}")
+        assert r.status == 401 and r.text == "authentication failure: signature invalid", (spelling, r.text)
+        # beside the real one: two values, refused
+        r = response(proxy, f"/a?access_token={token}&{spelling}={forged}")
+        assert r.status == 401 and r.text == "authentication failure: malformed token", (spelling, r.text)
+    seen = len(backend.paths)
+    for target in (f"/a?x=1#access_token={forged}", f"/a?access_token={token}#x", f"/a#?access_token={token}"):
+        r = response(proxy, target)
+        assert r.status == 401 and r.text == "authentication failure: malformed token", (target, r.text)
+    assert len(backend.paths) == seen        # none of the fragment targets was forwarded
+    assert response(proxy, "/a?x=1").status == 200 and backend.paths[-1] == "/a?x=1"

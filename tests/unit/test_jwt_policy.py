@@ -100,6 +100,50 @@ def test_query_parameter_location_removes_the_parameter():
     assert p.authenticate({}, b"/y?access_token=" + GOOD + b"&z").new_target == b"/y?z"
 
 
+QUERY_SPELLINGS = ["access_token", "access%5Ftoken", "%61ccess_token", "ACCESS_TOKEN", "Access_Token",
+                   "access_token[]", "access_token%5B%5D", "access_token[0]", "%2561ccess_token", "access.token",
+                   "access+token", "access%20token", "+access_token"]
+
+
+@pytest.mark.parametrize("spelling", QUERY_SPELLINGS)
+def test_query_token_is_found_and_removed_in_any_spelling(spelling):
+    """F6: every name a backend may decode to access_token counts as the token parameter, and is removed."""
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")))
+    r = p.authenticate({}, f"/x?a=1&{spelling}=".encode() + GOOD + b";b=2")
+    assert r.allowed and r.new_target == b"/x?a=1;b=2", r.new_target
+    forged = p.authenticate({}, f"/x?{spelling}=".encode() + GOOD[:-4] + b"AAAA")
+    assert not forged.allowed and forged.reason == "invalid_signature"
+
+
+@pytest.mark.parametrize("target", [
+    b"/x?access_token=%s&access%5Ftoken=forged", b"/x?access_token=%s;ACCESS_TOKEN=forged",
+    b"/x?access_token[]=forged&access_token=%s", b"/x?access_token=%s&access_token=",
+])
+def test_two_values_for_the_query_token_are_refused_as_malformed(target):
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")), mode="optional")
+    r = p.authenticate({}, target.replace(b"%s", GOOD))
+    assert not r.allowed and r.reason == "malformed" and r.body == b"authentication failure: malformed token"
+
+
+def test_the_same_query_token_twice_is_one_token_and_both_copies_go():
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")))
+    r = p.authenticate({}, b"/x?access_token=" + GOOD + b"&a=1&Access_Token=" + GOOD)
+    assert r.allowed and r.new_target == b"/x?a=1"
+
+
+@pytest.mark.parametrize("target", [b"/x?a=1#access_token=%s", b"/x?access_token=%s#frag", b"/x#?access_token=%s",
+                                    b"/x?a=1#&ACCESS%5FTOKEN=%s", b"/x#access_token=%s"])
+def test_a_target_with_a_fragment_never_carries_a_query_token(target):
+    """Clients never send a fragment and servers disagree on where one starts: a token parameter in a target
+    with "#" is refused (malformed), even in optional mode; a fragment without one is left alone."""
+    for mode in ("strict", "optional"):
+        p = policy(location=Location(query_parameter=NamedLocation(name="access_token")), mode=mode)
+        r = p.authenticate({}, target.replace(b"%s", GOOD))
+        assert not r.allowed and r.reason == "malformed", (mode, target)
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")), mode="optional")
+    assert p.authenticate({}, b"/x?a=1#top").allowed
+
+
 def test_cookie_location_removes_the_cookie():
     p = policy(location=Location(cookie=NamedLocation(name="jwt")))
     r = p.authenticate({b"cookie": b"a=1; jwt=" + GOOD + b"; b=2"}, b"/")
