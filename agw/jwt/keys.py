@@ -16,13 +16,12 @@ from typing import Optional
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from .._fastjwt import ALG_BITS, EC_CURVES, Key, b64url_decode
+from .._fastjwt import ALG_BITS, ALG_KTY, EC_CURVES, Key, b64url_decode
 
 log = logging.getLogger("agw.jwt")
 
-KIND_RSA, KIND_EC, KIND_OKP, KIND_OCT = 0, 1, 2, 3
 MIN_RSA_BITS = 2048
-_RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+_RSA_ALGS = tuple(alg for alg, kty in ALG_KTY.items() if kty == "RSA")   # the core's algorithm table decides
 _HS_MIN_LEN = {"HS256": 32, "HS384": 48, "HS512": 64}
 _EC_CURVE_OBJ = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
 
@@ -126,7 +125,7 @@ def build_key(jwk: _Jwk) -> Key:
         pub = rsa.RSAPublicNumbers(e, n).public_key()
         algs = _narrow(_RSA_ALGS, jwk.alg, kty)
         identity = ("RSA", jwk.kid, n, e, algs)
-        return Key(jwk.kid, KIND_RSA, _bits(algs), pub, identity, modulus_len=(n.bit_length() + 7) // 8)
+        return Key(jwk.kid, _bits(algs), pub, identity, modulus_len=(n.bit_length() + 7) // 8)
     if kty == "EC":
         if jwk.crv not in EC_CURVES:
             raise ValueError(f"unsupported EC curve {jwk.crv!r}")
@@ -140,7 +139,7 @@ def build_key(jwk: _Jwk) -> Key:
         except ValueError:
             raise ValueError(f"EC point is not on {jwk.crv}") from None
         algs = _narrow((alg,), jwk.alg, kty)
-        return Key(jwk.kid, KIND_EC, _bits(algs), pub, ("EC", jwk.kid, jwk.crv, x, y, algs), coord, order)
+        return Key(jwk.kid, _bits(algs), pub, ("EC", jwk.kid, jwk.crv, x, y, algs), coord, order)
     if kty == "OKP":
         if jwk.crv != "Ed25519":
             raise ValueError(f"unsupported OKP curve {jwk.crv!r}")
@@ -150,7 +149,7 @@ def build_key(jwk: _Jwk) -> Key:
         _check_ed25519(x)
         pub = ed25519.Ed25519PublicKey.from_public_bytes(x)
         algs = _narrow(("EdDSA",), jwk.alg, kty)
-        return Key(jwk.kid, KIND_OKP, _bits(algs), pub, ("OKP", jwk.kid, x, algs))
+        return Key(jwk.kid, _bits(algs), pub, ("OKP", jwk.kid, x, algs))
     if kty == "oct":
         secret = _b64(jwk.k, "k")
         algs = _narrow(tuple(_HS_MIN_LEN), jwk.alg, kty)
@@ -159,7 +158,7 @@ def build_key(jwk: _Jwk) -> Key:
             raise ValueError(f"HMAC secret of {len(secret)} bytes is too short")
         import hashlib   # only for HMAC keys: hashlib loads OpenSSL's digests (~0.8 MB of a worker's memory)
         identity = ("oct", jwk.kid, hashlib.sha256(secret).digest(), algs)
-        return Key(jwk.kid, KIND_OCT, _bits(algs), secret, identity)
+        return Key(jwk.kid, _bits(algs), secret, identity)
     raise ValueError(f"unsupported kty {kty!r}")
 
 

@@ -45,13 +45,12 @@ class JwtPolicy:
     # authenticate(headers, target): `headers` maps lower-case names to values (bytes), `target` is the request
     # target. Returns an AuthResult, or an awaitable of one when a JWKS fetch must finish first. It is the
     # Cython core's own method (bound in __init__), so a request pays no Python frame here; the core calls
-    # back into this class only to report outcomes (when `on_outcome` is set) and when keys are missing.
+    # back into this class only when keys are missing.
     authenticate: Authenticate
 
     def __init__(self, cfg: JwtAuth, base_dir: str = ".", *, name: str = "") -> None:
         self.name = name
         self.mode: str = normalize_mode(cfg.mode) or "strict"
-        self._on_outcome: Optional[Callable[[str, str], None]] = None
         self._providers: list[Provider] = []
         self._remote: dict[tuple[str, Optional[str]], RemoteSource] = {}
         self._purge_task: Optional[asyncio.Task] = None
@@ -116,8 +115,7 @@ class JwtPolicy:
             remove_credential=not cfg.forward_token, claim_headers=claim_headers, location=where,
             header_name=header_name.lower().encode("latin-1"), prefix=prefix_text.encode("latin-1"),
             param_name=param.encode(), cookie_name=cookie.encode(), cache_enabled=cfg.cache.enabled,
-            cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes)
-        self._core.set_hooks(None, self._pending)
+            cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes, on_pending=self._pending)
         self.authenticate = self._core.authenticate
         self.apply = self._core.apply
 
@@ -161,25 +159,6 @@ class JwtPolicy:
 
     # -- the request path ------------------------------------------------------------------------------------
 
-    @property
-    def on_outcome(self) -> Optional[Callable[[str, str], None]]:
-        """Called with (issuer or "", reason or "ok") for every outcome; None (the default) costs nothing."""
-        return self._on_outcome
-
-    @on_outcome.setter
-    def on_outcome(self, hook: Optional[Callable[[str, str], None]]) -> None:
-        self._on_outcome = hook
-        self._core.set_hooks(self._report if hook is not None else None, self._pending)
-
-    def _report(self, result: AuthResult) -> None:
-        hook = self._on_outcome
-        if hook is None:
-            return
-        try:
-            hook(result.issuer or "", result.reason or "ok")
-        except Exception:
-            log.exception("jwt on_outcome hook failed")
-
     def _pending(self, pending: Pending) -> Union[AuthResult, Awaitable[AuthResult]]:
         waits = []
         for provider in pending.providers:
@@ -189,16 +168,12 @@ class JwtPolicy:
                 if fut is not None and fut not in waits:
                     waits.append(fut)
         if not waits:
-            result = self._core.resolve(pending)
-            self._report(result)
-            return result
+            return self._core.resolve(pending)
         return self._after_fetch(pending, waits)
 
     async def _after_fetch(self, pending: Pending, waits: list) -> AuthResult:
         await asyncio.wait([asyncio.shield(w) for w in waits])
-        result = self._core.resolve(pending)
-        self._report(result)
-        return result
+        return self._core.resolve(pending)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
