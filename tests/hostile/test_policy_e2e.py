@@ -104,3 +104,15 @@ def test_the_query_token_never_reaches_the_backend_in_any_spelling(agw_proxy, ba
         assert r.status == 401 and r.text == "authentication failure: malformed token", (target, r.text)
     assert len(backend.paths) == seen        # none of the fragment targets was forwarded
     assert response(proxy, "/a?x=1").status == 200 and backend.paths[-1] == "/a?x=1"
+
+
+def test_required_iat_is_enforced_through_the_proxy(agw_proxy, backend):
+    """F11: requiredClaims [iat] was accepted by the config and not enforced."""
+    policy = copy.deepcopy(corpus.policy())
+    for provider in policy["providers"]:
+        provider["jwtValidationOptions"] = {"requiredClaims": ["exp", "iat"]}
+    proxy = start(agw_proxy, backend, providers=policy["providers"])
+    r = response(proxy, "/a", [("Authorization", b"Bearer " + corpus.make(payload=corpus.claims(iat=None)))])
+    assert r.status == 401 and r.text == "authentication failure: missing required claim", r.text
+    assert response(proxy, "/a", [("Authorization", b"Bearer " + corpus.make())]).status == 200
+    assert backend.count == 1
