@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from typing import Awaitable, Callable, Optional, Union
 
@@ -13,8 +12,6 @@ from .._fastjwt import CLAIM_BITS, AuthResult, Core, Pending, Provider
 from .errors import results_for_mode
 from .jwks import RemoteSource, StaticSource
 from .keys import JwksError, parse_jwks
-
-log = logging.getLogger("agw.jwt")
 
 CACHE_PURGE_INTERVAL = 60.0
 
