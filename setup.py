@@ -19,6 +19,7 @@ directives = {
 }
 
 compile_args = ["-O2"] + (["-UNDEBUG", "-O0", "-g"] if debug else [])
+# _fastjwt.pyx includes agw/fastjwt/*.pxi (one file per concern); cythonize rebuilds when any of them changes.
 fastjwt = [Extension("agw._fastjwt", ["agw/_fastjwt.pyx"], extra_compile_args=compile_args),
            # C scanning of plain HTTP/1.1 heads (no Python call per header); falls back to llhttp
            Extension("agw.proxy.headscan", ["agw/proxy/headscan.pyx"], extra_compile_args=compile_args)]

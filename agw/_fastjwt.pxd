@@ -1,4 +1,4 @@
-# Declarations of the verification core's classes (implemented in _fastjwt.pyx).
+# Declarations of the verification core's classes (implemented in _fastjwt.pyx and the files it includes).
 # Other Cython modules may `cimport` these so calls between them stay C-level.
 from libc.stdint cimport uint64_t
 
@@ -15,12 +15,6 @@ cdef enum Reason:
     R_INVALID_SIG = 9
     R_KEYS_UNAVAILABLE = 10
     R_COUNT = 11
-
-cdef enum KeyKind:
-    K_RSA = 0
-    K_EC = 1
-    K_OKP = 2
-    K_OCT = 3
 
 cdef enum Location:
     LOC_HEADER = 0
@@ -55,7 +49,6 @@ cdef class AuthResult:
 
 cdef class Key:
     cdef readonly object kid
-    cdef readonly int kind
     cdef readonly unsigned int algs
     cdef readonly object identity
     cdef object pub
@@ -71,7 +64,6 @@ cdef class Provider:
     cdef readonly object audiences
     cdef readonly unsigned int required
     cdef readonly long long generation
-    cdef readonly double keys_updated
     cdef dict by_kid
     cdef list keys
     cdef readonly object fingerprint
@@ -86,6 +78,23 @@ cdef class CacheEntry:
     cdef Provider provider
     cdef AuthResult result
     cdef Py_ssize_t size
+
+
+cdef class TokenCache:
+    cdef readonly bint enabled
+    cdef double skew
+    cdef object entries
+    cdef Py_ssize_t max_entries
+    cdef Py_ssize_t max_bytes
+    cdef Py_ssize_t bytes
+    cdef uint64_t* seen
+    cdef readonly long long hits
+    cdef readonly long long misses
+
+    cdef object get(self, const unsigned char* p, Py_ssize_t n, double now)
+    cdef void put(self, bytes token, AuthResult result, double exp, double nbf, Provider provider)
+    cdef Py_ssize_t purge(self, double now)
+    cdef dict stats(self)
 
 
 cdef class Pending:
@@ -113,23 +122,14 @@ cdef class Core:
     cdef bytes param_name
     cdef bytes cookie_name
     cdef bint cache_on
-    cdef object cache
-    cdef Py_ssize_t cache_max_entries
-    cdef Py_ssize_t cache_max_bytes
-    cdef Py_ssize_t cache_bytes
-    cdef uint64_t* seen
-    cdef readonly long long hits
-    cdef readonly long long misses
-    cdef object report
+    cdef TokenCache cache
     cdef object on_pending
 
     cpdef object verify_token(self, bytes token, double now=*, bint allow_pending=*)
-    cdef object _cache_get(self, const unsigned char* p, Py_ssize_t n, double now)
     cdef object _authenticate(self, dict headers, bytes target)
     cdef object _entry(self, dict headers, bytes target)
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
     cdef object _fail(self, int reason)
     cdef object _fail_for(self, int reason, str issuer)
     cdef AuthResult _success(self, object claims, bytes claims_json, str issuer, object sub)
-    cdef void _cache_put(self, bytes token, AuthResult result, double exp, double nbf, Provider provider)
     cdef list _claim_header_values(self, dict claims)

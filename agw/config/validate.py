@@ -7,13 +7,23 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from .._fastjwt import CLAIM_BITS
 from .durations import parse_duration
 from .errors import join_path
 from .model import Config, Jwks, JwtAuth, Location, Policies, Provider, Route
 
 MODES = ("strict", "optional", "permissive")
-CLAIMS_ENFORCEABLE = ("exp", "nbf", "aud", "iss", "sub", "iat")
-_TOKEN_CHARS = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 field-name
+# What requiredClaims may name is what the verification core enforces: its own table, never a copy of it.
+CLAIMS_ENFORCEABLE: tuple[str, ...] = tuple(CLAIM_BITS)
+_TOKEN_CHARS = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110 token; \Z: $ would let a final newline in
+# Headers a claim must never set (claimsToHeaders): message framing, hop-by-hop and routing headers, what agw itself
+# writes upstream, and credentials. Compared lower-case with "_" read as "-" (servers behind CGI/WSGI read them alike).
+RESERVED_CLAIM_HEADERS = frozenset({
+    "content-length", "transfer-encoding", "host", "connection", "keep-alive", "te", "trailer", "upgrade",
+    "forwarded", "authorization", "cookie"})
+RESERVED_CLAIM_HEADER_PREFIXES = ("proxy-", "x-forwarded-")
+# The policy strips every -/_ spelling of claim and credential headers (2 ** separators names): bounded here.
+MAX_HEADER_SEPARATORS = 8
 
 
 class Problems(list):
@@ -149,11 +159,13 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
         p.add(f"{path}.maxTokenBytes", "must be between 256 and 1048576")
     if ja.cache.max_entries < 0 or ja.cache.max_bytes < 0:
         p.add(f"{path}.cache", "limits must not be negative")
+    credential = ja.location.header.name if ja.location is not None and ja.location.header is not None else None
     for ci, ch in enumerate(ja.claims_to_headers):
         if not ch.claim:
             p.add(f"{path}.claimsToHeaders[{ci}].claim", "required")
-        if not _TOKEN_CHARS.match(ch.header):
-            p.add(f"{path}.claimsToHeaders[{ci}].header", f"invalid header name {ch.header!r}")
+        problem = claim_header_problem(ch.header, credential)
+        if problem is not None:
+            p.add(f"{path}.claimsToHeaders[{ci}].header", problem)
     if ja.providers is not None:
         for field in ("issuer", "audiences", "jwks", "jwt_validation_options"):
             if getattr(ja, field) is not None:
@@ -173,6 +185,20 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
         else:
             check_jwks(p, f"{path}.jwks", ja.jwks)
         _check_claims(p, path, ja.jwt_validation_options)
+
+
+def claim_header_problem(name: str, credential_header: Optional[str] = None) -> Optional[str]:
+    """Why claimsToHeaders may not set header `name` (None if it may); `credential_header` is the token's own."""
+    if not _TOKEN_CHARS.match(name):
+        return f"invalid header name {name!r}"
+    folded = name.lower().replace("_", "-")
+    if folded.count("-") > MAX_HEADER_SEPARATORS:
+        return f"header name {name!r} has more than {MAX_HEADER_SEPARATORS} '-' or '_'"
+    if (folded in RESERVED_CLAIM_HEADERS or folded.startswith(RESERVED_CLAIM_HEADER_PREFIXES)
+            or (credential_header is not None and folded == credential_header.lower().replace("_", "-"))):
+        return (f"{name!r} cannot carry a claim (framing, hop-by-hop, routing, forwarding and credential headers "
+                f"are reserved)")
+    return None
 
 
 def check_provider(p: Problems, path: str, prov: Provider) -> None:
@@ -212,6 +238,9 @@ def check_location(p: Problems, path: str, loc: Location) -> None:
         p.add(path, "exactly one of header, queryParameter, cookie is required")
     if loc.header is not None and not _TOKEN_CHARS.match(loc.header.name):
         p.add(f"{path}.header.name", f"invalid header name {loc.header.name!r}")
+    elif loc.header is not None and loc.header.name.replace("_", "-").count("-") > MAX_HEADER_SEPARATORS:
+        p.add(f"{path}.header.name",
+              f"header name {loc.header.name!r} has more than {MAX_HEADER_SEPARATORS} '-' or '_'")
     for field in ("query_parameter", "cookie"):
         named = getattr(loc, field)
         if named is not None and not named.name:

@@ -4,7 +4,9 @@ Each key is built once per key set: a `cryptography` public key object (or an HM
 algorithms it may verify. The key decides the algorithm family: RSA -> RS*/PS*, EC -> ES256/ES384/ES512 by
 curve, OKP Ed25519 -> EdDSA, oct -> HS* (only where the secret is at least as long as the hash). An explicit
 JWK `alg` narrows that to the one algorithm. Unusable keys are skipped with a reason; a set with no usable key
-is an error that lists why.
+is an error that lists why. Weak keys are unusable: short RSA moduli, exponents other than 65537, short HMAC
+secrets, and Ed25519 keys that are not canonical encodings of a point or are of small order (OpenSSL verifies
+against them as given, and with a small-order key R = identity, S = 0 verifies for many or all messages).
 """
 from __future__ import annotations
 
@@ -14,15 +16,56 @@ from typing import Optional
 import msgspec
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from .._fastjwt import ALG_BITS, EC_CURVES, Key, b64url_decode
+from .._fastjwt import ALG_BITS, ALG_KTY, EC_CURVES, Key, b64url_decode
 
 log = logging.getLogger("agw.jwt")
 
-KIND_RSA, KIND_EC, KIND_OKP, KIND_OCT = 0, 1, 2, 3
 MIN_RSA_BITS = 2048
-_RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+_RSA_ALGS = tuple(alg for alg, kty in ALG_KTY.items() if kty == "RSA")   # the core's algorithm table decides
 _HS_MIN_LEN = {"HS256": 32, "HS384": 48, "HS512": 64}
 _EC_CURVE_OBJ = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+
+
+# edwards25519 (RFC 8032 5.1): p, d, and sqrt(-1) mod p.
+_ED_P = 2**255 - 19
+_ED_D = -121665 * pow(121666, -1, _ED_P) % _ED_P
+_ED_SQRT_M1 = pow(2, (_ED_P - 1) // 4, _ED_P)
+
+
+def _ed25519_point(encoded: bytes) -> tuple[int, int]:
+    """(x, y) of a 32-byte Ed25519 public key, decoded as RFC 8032 5.1.3 says; ValueError when it is not the
+    canonical encoding of a curve point."""
+    p = _ED_P
+    y = int.from_bytes(encoded, "little")
+    sign, y = y >> 255, y & ((1 << 255) - 1)
+    if y >= p:
+        raise ValueError("Ed25519 key is not a canonical point encoding")
+    u, v = (y * y - 1) % p, (_ED_D * y * y + 1) % p
+    x = u * pow(v, 3, p) * pow(u * pow(v, 7, p), (p - 5) // 8, p) % p
+    if v * x * x % p == -u % p:
+        x = x * _ED_SQRT_M1 % p
+    elif v * x * x % p != u:
+        raise ValueError("Ed25519 key is not a point on the curve")
+    if x == 0 and sign:
+        raise ValueError("Ed25519 key is not a canonical point encoding")
+    return (p - x if x & 1 != sign else x), y
+
+
+def _ed25519_double(point: tuple[int, int]) -> tuple[int, int]:
+    # The complete twisted Edwards addition law (a = -1) with both operands equal.
+    p = _ED_P
+    x, y = point
+    t = _ED_D * x * x * y * y % p
+    return 2 * x * y * pow(1 + t, -1, p) % p, (y * y + x * x) * pow(1 - t, -1, p) % p
+
+
+def _check_ed25519(x: bytes) -> None:
+    """Refuse what no honest key is: a non-canonical encoding, or a point of small order (8 * A = identity)."""
+    point = _ed25519_point(x)
+    for _ in range(3):
+        point = _ed25519_double(point)
+    if point == (0, 1):
+        raise ValueError("Ed25519 key of small order (it would verify forged signatures)")
 
 
 class JwksError(ValueError):
@@ -82,7 +125,7 @@ def build_key(jwk: _Jwk) -> Key:
         pub = rsa.RSAPublicNumbers(e, n).public_key()
         algs = _narrow(_RSA_ALGS, jwk.alg, kty)
         identity = ("RSA", jwk.kid, n, e, algs)
-        return Key(jwk.kid, KIND_RSA, _bits(algs), pub, identity, modulus_len=(n.bit_length() + 7) // 8)
+        return Key(jwk.kid, _bits(algs), pub, identity, modulus_len=(n.bit_length() + 7) // 8)
     if kty == "EC":
         if jwk.crv not in EC_CURVES:
             raise ValueError(f"unsupported EC curve {jwk.crv!r}")
@@ -96,16 +139,17 @@ def build_key(jwk: _Jwk) -> Key:
         except ValueError:
             raise ValueError(f"EC point is not on {jwk.crv}") from None
         algs = _narrow((alg,), jwk.alg, kty)
-        return Key(jwk.kid, KIND_EC, _bits(algs), pub, ("EC", jwk.kid, jwk.crv, x, y, algs), coord, order)
+        return Key(jwk.kid, _bits(algs), pub, ("EC", jwk.kid, jwk.crv, x, y, algs), coord, order)
     if kty == "OKP":
         if jwk.crv != "Ed25519":
             raise ValueError(f"unsupported OKP curve {jwk.crv!r}")
         x = _b64(jwk.x, "x")
         if len(x) != 32:
             raise ValueError("Ed25519 key must be 32 bytes")
+        _check_ed25519(x)
         pub = ed25519.Ed25519PublicKey.from_public_bytes(x)
         algs = _narrow(("EdDSA",), jwk.alg, kty)
-        return Key(jwk.kid, KIND_OKP, _bits(algs), pub, ("OKP", jwk.kid, x, algs))
+        return Key(jwk.kid, _bits(algs), pub, ("OKP", jwk.kid, x, algs))
     if kty == "oct":
         secret = _b64(jwk.k, "k")
         algs = _narrow(tuple(_HS_MIN_LEN), jwk.alg, kty)
@@ -114,7 +158,7 @@ def build_key(jwk: _Jwk) -> Key:
             raise ValueError(f"HMAC secret of {len(secret)} bytes is too short")
         import hashlib   # only for HMAC keys: hashlib loads OpenSSL's digests (~0.8 MB of a worker's memory)
         identity = ("oct", jwk.kid, hashlib.sha256(secret).digest(), algs)
-        return Key(jwk.kid, KIND_OCT, _bits(algs), secret, identity)
+        return Key(jwk.kid, _bits(algs), secret, identity)
     raise ValueError(f"unsupported kty {kty!r}")
 
 

@@ -2,23 +2,32 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from typing import Awaitable, Callable, Optional, Union
 
 from ..config import ConfigError, normalize_mode, parse_duration
 from ..config.model import Jwks, JwtAuth
+from ..config.validate import MAX_HEADER_SEPARATORS, claim_header_problem
 from .._fastjwt import CLAIM_BITS, AuthResult, Core, Pending, Provider
 from .errors import results_for_mode
 from .jwks import RemoteSource, StaticSource
 from .keys import JwksError, parse_jwks
 
-log = logging.getLogger("agw.jwt")
-
 CACHE_PURGE_INTERVAL = 60.0
 
 
 Authenticate = Callable[[dict[bytes, bytes], bytes], Union[AuthResult, Awaitable[AuthResult]]]
+
+
+def header_spellings(name: bytes) -> frozenset[bytes]:
+    """`name` (lower case) with each "-" or "_" written either way: the names a CGI/WSGI server reads alike."""
+    parts = name.replace(b"_", b"-").split(b"-")
+    if len(parts) - 1 > MAX_HEADER_SEPARATORS:
+        raise ValueError(f"header name {name.decode('latin-1')!r} has more than {MAX_HEADER_SEPARATORS} '-' or '_'")
+    out = [parts[0]]
+    for part in parts[1:]:
+        out = [head + sep + part for head in out for sep in (b"-", b"_")]
+    return frozenset(out)
 
 
 class JwtPolicy:
@@ -33,13 +42,12 @@ class JwtPolicy:
     # authenticate(headers, target): `headers` maps lower-case names to values (bytes), `target` is the request
     # target. Returns an AuthResult, or an awaitable of one when a JWKS fetch must finish first. It is the
     # Cython core's own method (bound in __init__), so a request pays no Python frame here; the core calls
-    # back into this class only to report outcomes (when `on_outcome` is set) and when keys are missing.
+    # back into this class only when keys are missing.
     authenticate: Authenticate
 
     def __init__(self, cfg: JwtAuth, base_dir: str = ".", *, name: str = "") -> None:
         self.name = name
         self.mode: str = normalize_mode(cfg.mode) or "strict"
-        self._on_outcome: Optional[Callable[[str, str], None]] = None
         self._providers: list[Provider] = []
         self._remote: dict[tuple[str, Optional[str]], RemoteSource] = {}
         self._purge_task: Optional[asyncio.Task] = None
@@ -50,8 +58,13 @@ class JwtPolicy:
         problems: list[tuple[str, str]] = []
         for prefix, issuer, audiences, jwks, options in specs:
             required = 0
-            for claim in (options.required_claims if options is not None else ["exp"]):
-                required |= CLAIM_BITS.get(claim, 0)
+            for ci, claim in enumerate(options.required_claims if options is not None else ["exp"]):
+                bit = CLAIM_BITS.get(claim)
+                if bit is None:   # validation refuses these first; never let one through as "no requirement"
+                    problems.append((f"{prefix}jwtValidationOptions.requiredClaims[{ci}]",
+                                     f"unsupported claim {claim!r}"))
+                    continue
+                required |= bit
             provider = Provider(issuer, audiences, required)
             self._providers.append(provider)
             try:
@@ -72,8 +85,24 @@ class JwtPolicy:
         self.credential_header: Optional[bytes] = header_name.lower().encode() if where == "header" else None
         self.location = where
 
+        for ci, c in enumerate(cfg.claims_to_headers):
+            # Also checked by config validation; repeated here for policies built without it.
+            problem = claim_header_problem(c.header, header_name if where == "header" else None)
+            if problem is not None:
+                raise ConfigError([(f"claimsToHeaders[{ci}].header", problem)])
         claim_headers = [(c.claim, c.header.lower().encode("latin-1")) for c in cfg.claims_to_headers]
-        self.strip_headers: frozenset[bytes] = frozenset(h for _, h in claim_headers)
+        # Client headers the proxy drops on every request of the route: each claim header in every spelling a
+        # CGI/WSGI backend reads as the same name (x-user-id, x_user_id, x_user-id...), so no client copy can
+        # stand beside or merge with the injected value; and the other spellings of the token's own header.
+        strip: set[bytes] = set()
+        for _, h in claim_headers:
+            strip |= header_spellings(h)
+        if self.credential_header is not None:
+            try:
+                strip |= header_spellings(self.credential_header) - {self.credential_header}
+            except ValueError as err:
+                raise ConfigError([("location.header.name", str(err))]) from None
+        self.strip_headers: frozenset[bytes] = frozenset(strip)
         # The credential header is dropped from verified requests; a Cookie is rewritten (always set aside).
         self.edited_headers: frozenset[bytes] = frozenset(
             [self.credential_header] if self.credential_header is not None else [])
@@ -83,8 +112,7 @@ class JwtPolicy:
             remove_credential=not cfg.forward_token, claim_headers=claim_headers, location=where,
             header_name=header_name.lower().encode("latin-1"), prefix=prefix_text.encode("latin-1"),
             param_name=param.encode(), cookie_name=cookie.encode(), cache_enabled=cfg.cache.enabled,
-            cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes)
-        self._core.set_hooks(None, self._pending)
+            cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes, on_pending=self._pending)
         self.authenticate = self._core.authenticate
         self.apply = self._core.apply
 
@@ -128,25 +156,6 @@ class JwtPolicy:
 
     # -- the request path ------------------------------------------------------------------------------------
 
-    @property
-    def on_outcome(self) -> Optional[Callable[[str, str], None]]:
-        """Called with (issuer or "", reason or "ok") for every outcome; None (the default) costs nothing."""
-        return self._on_outcome
-
-    @on_outcome.setter
-    def on_outcome(self, hook: Optional[Callable[[str, str], None]]) -> None:
-        self._on_outcome = hook
-        self._core.set_hooks(self._report if hook is not None else None, self._pending)
-
-    def _report(self, result: AuthResult) -> None:
-        hook = self._on_outcome
-        if hook is None:
-            return
-        try:
-            hook(result.issuer or "", result.reason or "ok")
-        except Exception:
-            log.exception("jwt on_outcome hook failed")
-
     def _pending(self, pending: Pending) -> Union[AuthResult, Awaitable[AuthResult]]:
         waits = []
         for provider in pending.providers:
@@ -156,16 +165,12 @@ class JwtPolicy:
                 if fut is not None and fut not in waits:
                     waits.append(fut)
         if not waits:
-            result = self._core.resolve(pending)
-            self._report(result)
-            return result
+            return self._core.resolve(pending)
         return self._after_fetch(pending, waits)
 
     async def _after_fetch(self, pending: Pending, waits: list) -> AuthResult:
         await asyncio.wait([asyncio.shield(w) for w in waits])
-        result = self._core.resolve(pending)
-        self._report(result)
-        return result
+        return self._core.resolve(pending)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 

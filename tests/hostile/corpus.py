@@ -250,6 +250,58 @@ def _weak_token(kid: str, key: Any = None, alg: str = "RS256", signature: Option
     return make(alg, key, kid=kid, payload=claims(iss=WEAK_ISSUER), signature=signature)
 
 
+# The small-order points of edwards25519 (orders 1, 2, 4, 4, 8, 8, 8, 8) as Ed25519 public keys, then
+# non-canonical encodings of some of them (the sign bit set on x = 0; y + p for y = 0 and y = 1).
+ED25519_SMALL_ORDER = (
+    ("identity", "0100000000000000000000000000000000000000000000000000000000000000"),
+    ("order 2", "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    ("order 4", "0000000000000000000000000000000000000000000000000000000000000000"),
+    ("order 4 negated", "0000000000000000000000000000000000000000000000000000000000000080"),
+    ("order 8 a", "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    ("order 8 b", "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+    ("order 8 c", "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    ("order 8 d", "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+)
+ED25519_NON_CANONICAL = (
+    ("identity, x = -0", "0100000000000000000000000000000000000000000000000000000000000080"),
+    ("order 2, x = -0", "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+    ("order 4, y = p", "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    ("order 4, y = p, sign set", "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+    ("identity, y = p + 1", "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    ("identity, y = p + 1, sign set", "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"),
+)
+# R = the identity point, S = 0: [S]B = R + [k]A holds whenever the order of A divides k = H(R || A || M).
+ED25519_FORGED_SIGNATURE = bytes.fromhex("01" + "00" * 63)
+
+
+def ed25519_forgery(kid: str, public: bytes) -> bytes:
+    """A token that `cryptography` accepts under the raw key `public` with the forged signature: the first of
+    a few payloads (jti 0, 1, ...) whose k the key's order divides. Deterministic; AssertionError if none."""
+    from cryptography.exceptions import InvalidSignature
+    key = ed25519.Ed25519PublicKey.from_public_bytes(public)
+    for jti in range(256):
+        signing_input = (b64(jdump({"alg": "EdDSA", "typ": "JWT", "kid": kid})) + b"."
+                         + b64(jdump(claims(iss=WEAK_ISSUER, jti=f"forged-{jti}"))))
+        try:
+            key.verify(ED25519_FORGED_SIGNATURE, signing_input)
+        except InvalidSignature:
+            continue
+        return signing_input + b"." + b64(ED25519_FORGED_SIGNATURE)
+    raise AssertionError(f"no forgery verifies under {public.hex()}: not a small-order key")
+
+
+def _ed25519_cases() -> list[JwksCase]:
+    out = []
+    for group, problem in ((ED25519_SMALL_ORDER, "small order"), (ED25519_NON_CANONICAL, "canonical")):
+        for label, hex_key in group:
+            kid = "ed-" + label.replace(" ", "-").replace(",", "").replace("=", "eq").replace("+", "plus")
+            public = bytes.fromhex(hex_key)
+            out.append(JwksCase(f"OKP Ed25519 {label}", {"kty": "OKP", "crv": "Ed25519", "kid": kid,
+                                                         "x": b64(public).decode()}, problem,
+                                ed25519_forgery(kid, public)))
+    return out
+
+
 @lru_cache(maxsize=None)
 def jwks_cases() -> tuple[JwksCase, ...]:
     good_n = rsa_key("weak-good").public_key().public_numbers().n
@@ -301,6 +353,10 @@ def jwks_cases() -> tuple[JwksCase, ...]:
         JwksCase("OKP Ed448", {"kty": "OKP", "crv": "Ed448", "kid": "ed448", "x": _int(9, 57)}, "curve"),
         JwksCase("OKP Ed25519 of 31 bytes", {"kty": "OKP", "crv": "Ed25519", "kid": "ed-short", "x": _int(9, 31)},
                  "32 bytes"),
+        # y = 2 has no x on the curve (2 is not a valid y: u/v is not a square mod p).
+        JwksCase("OKP Ed25519 not on the curve", {"kty": "OKP", "crv": "Ed25519", "kid": "ed-off-curve",
+                                                  "x": b64((2).to_bytes(32, "little")).decode()}, "not a point"),
+        *_ed25519_cases(),
         JwksCase("oct secret of 16 bytes", jwk_of(b"0123456789abcdef", "short-hmac"), "too short",
                  _weak_token("short-hmac", b"0123456789abcdef", "HS256")),
         JwksCase("oct secret empty", {"kty": "oct", "kid": "empty-hmac", "k": ""}, "too short",

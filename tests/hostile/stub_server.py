@@ -4,7 +4,7 @@ play a failing identity provider (garbage, 5xx, huge body, slow, hanging, closin
 
     stub = StubServer(body=b'{"keys": []}').start()
     stub.url("/jwks"); stub.mode = "slow"; stub.delay = 3.0; stub.stop(); stub.start()   # same port
-    stub.count, stub.paths
+    stub.count, stub.paths, stub.heads   # heads: each request's head as received (request line and fields)
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class StubServer:
         self.delay = 5.0            # "slow": seconds before the answer
         self.huge_size = 4 << 20    # "huge": body bytes
         self.paths: list[str] = []
+        self.heads: list[bytes] = []
         self.port = port or 0
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._server: Optional[asyncio.base_events.Server] = None
@@ -111,6 +112,7 @@ class StubServer:
                     await reader.readexactly(length)
                 with self._lock:
                     self.paths.append(path)
+                    self.heads.append(head)
                 if not await self._answer(writer):
                     return
         except (ConnectionError, asyncio.CancelledError):

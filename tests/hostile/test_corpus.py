@@ -2,6 +2,7 @@
 tests/hostile/test_hostile_e2e.py sends the same corpus through a real agw)."""
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -93,3 +94,24 @@ def test_hostile_jwks_documents_are_refused_as_a_whole(document, problem):
     with pytest.raises(JwksError) as err:
         parse_jwks(document)
     assert problem in str(err.value)
+
+
+ED25519_CASES = [c for c in JWKS_CASES if c.name.startswith("OKP Ed25519 ") and c.token]
+
+
+@pytest.mark.parametrize("case", ED25519_CASES, ids=[c.name for c in ED25519_CASES])
+def test_small_order_ed25519_keys_are_skipped_so_forged_signatures_fail(case):
+    """F17: with a small-order key (or a non-canonical encoding of one) `cryptography` verifies R = identity,
+    S = 0 over the corpus token; agw must skip the key at load and refuse the token."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    def unb64(text: str) -> bytes:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    signing_input, _, signature = case.token.rpartition(b".")
+    public = ed25519.Ed25519PublicKey.from_public_bytes(unb64(case.jwk["x"]))
+    public.verify(unb64(signature.decode()), signing_input)   # the forgery is real
+    good = corpus.jwk_of(corpus.rsa_key("weak-good"), "good")
+    p = JwtPolicy(JwtAuth(issuer=corpus.WEAK_ISSUER, jwks=Jwks(inline=json.dumps({"keys": [case.jwk, good]}))))
+    assert p.core.providers[0].key_ids() == ["good"]
+    result = p.authenticate({b"authorization": b"Bearer " + case.token}, b"/")
+    assert not result.allowed and result.reason == "unknown_key"

@@ -1,5 +1,5 @@
 """The claims scanner (agw/_fastjwt.pyx `_scan_claims`) against orjson: whatever payload it takes, orjson must
-read as an object without repeated names and with the same iss, sub, aud, exp and nbf; everything else is left
+read as an object without repeated names and with the same iss, sub, aud, exp, nbf and iat; everything else is left
 to orjson (None). And a verification gives the same answer on either path."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from agw._fastjwt import Core, Provider, scan_claims  # noqa: E402
 from agw.jwt.errors import results_for_mode  # noqa: E402
 from agw.jwt.keys import parse_jwks  # noqa: E402
 
-CLAIMS = ("iss", "sub", "aud", "exp", "nbf")
+CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat")
 
 
 def orjson_reading(raw: bytes):
@@ -45,7 +45,7 @@ def assert_agrees(raw: bytes) -> None:
             assert name not in got, (name, raw)
             continue
         value = doc[name]
-        if name in ("exp", "nbf"):
+        if name in ("exp", "nbf", "iat"):
             assert type(value) is int and got[name] == float(value), (name, raw)
         elif name == "aud" and type(value) is list:
             assert got[name] == value and all(type(a) is str for a in value), raw
@@ -105,6 +105,7 @@ def test_scanner_agrees_with_orjson_on_damaged_payloads(raw):
     b'{"iss":"a","iss":"a"}',                       # repeated name
     b'{"iss":"a","i\\u0073s":"b"}',                 # the same name once decoded
     b'{"exp":1e10}', b'{"exp":1700000000.5}', b'{"exp":"1700000000"}', b'{"exp":null}', b'{"exp":true}',
+    b'{"iat":1700000000.5}', b'{"iat":"1700000000"}', b'{"iat":null}',
     b'{"exp":1234567890123456}',                    # beyond 15 digits: orjson reads it
     b'{"a":1e400}',                                 # orjson refuses the infinity
     b'{"a":' + b"9" * 400 + b"}",
@@ -125,7 +126,7 @@ def test_a_keycloak_access_token_takes_the_short_path():
                "email_verified": True, "name": "Bench User", "email": "u@example.com"}
     got = scan_claims(json.dumps(payload).encode())
     assert got == {"iss": "https://kc/realms/r", "sub": "0f8c2a3e", "aud": ["account", "api"],
-                   "exp": float(now + 300)}
+                   "exp": float(now + 300), "iat": float(now)}
 
 
 def _core() -> Core:

@@ -189,3 +189,60 @@ def test_several_files_are_one_config(tmp_path):
     second = write(tmp_path, ROUTE.replace("8080", "8081"), "b.yaml")
     loaded = load([first, second], env={})
     assert [b.port for b in loaded.config.binds] == [8080, 8081]
+
+
+RESERVED = "cannot carry a claim (framing, hop-by-hop, routing, forwarding and credential headers are reserved)"
+
+
+@pytest.mark.parametrize("header", [
+    "content-length", "Content-Length", "content_length", "transfer-encoding", "host", "Host", "connection",
+    "keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "Proxy-Connection", "proxy_authenticate",
+    "x-forwarded-for", "X-Forwarded-Proto", "x-forwarded-host", "x_forwarded_for", "forwarded", "authorization",
+    "Authorization", "cookie"])
+def test_claims_to_headers_refuses_framing_routing_forwarding_and_credential_headers(tmp_path, header):
+    """F16: a claim must not set the upstream framing, Host, a hop-by-hop header, what agw writes itself, or a
+    credential."""
+    text = with_jwt(f"""
+        issuer: https://i.example
+        jwks: {{inline: '{{"keys": []}}'}}
+        claimsToHeaders: [{{claim: sub, header: "{header}"}}]
+        """)
+    assert errors(tmp_path, text) == [f"config error: {R0}.policies.jwtAuth.claimsToHeaders[0].header: "
+                                      f"{header!r} {RESERVED}"]
+
+
+@pytest.mark.parametrize("location, header", [
+    ("{header: {name: x-api-token, prefix: ''}}", "x-api-token"),
+    ("{header: {name: X-Api-Token, prefix: ''}}", "x_api_token"),
+    ("{queryParameter: {name: access_token}}", "authorization"),
+    ("{cookie: {name: jwt}}", "cookie"),
+])
+def test_claims_to_headers_refuses_the_credential_header_wherever_it_is(tmp_path, location, header):
+    text = with_jwt(f"""
+        issuer: https://i.example
+        jwks: {{inline: '{{"keys": []}}'}}
+        location: {location}
+        claimsToHeaders: [{{claim: sub, header: {header}}}, {{claim: email, header: x-email}}]
+        """)
+    assert errors(tmp_path, text) == [f"config error: {R0}.policies.jwtAuth.claimsToHeaders[0].header: "
+                                      f"{header!r} {RESERVED}"]
+
+
+@pytest.mark.parametrize("header", ["x-user\\n", "x user", "x-user:", "", "x-\\u00e9", "x-user\\r\\nx-admin"])
+def test_claims_to_headers_refuses_names_that_are_not_tokens(tmp_path, header):
+    text = with_jwt(f"""
+        issuer: https://i.example
+        jwks: {{inline: '{{"keys": []}}'}}
+        claimsToHeaders: [{{claim: sub, header: "{header}"}}]
+        """)
+    [line] = errors(tmp_path, text)
+    assert line.startswith(f"config error: {R0}.policies.jwtAuth.claimsToHeaders[0].header: invalid header name")
+
+
+def test_claims_to_headers_accepts_ordinary_names(tmp_path):
+    text = with_jwt("""
+        issuer: https://i.example
+        jwks: {inline: '{"keys": [{"kty": "oct", "k": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"}]}'}
+        claimsToHeaders: [{claim: sub, header: x-user-id}, {claim: email, header: X_Email}, {claim: r, header: x-te}]
+        """)
+    load([write(tmp_path, text)], env={})

@@ -15,6 +15,7 @@ from vectors.mint import claims, token  # noqa: E402
 from agw.config import ConfigError  # noqa: E402
 from agw.config.model import (ClaimHeader, HeaderLocation, Jwks, JwtAuth, Location, NamedLocation,  # noqa: E402
                               Provider as ProviderCfg, TokenCache, ValidationOptions)
+from agw.config.validate import CLAIMS_ENFORCEABLE  # noqa: E402
 from agw.jwt import JwtPolicy  # noqa: E402
 
 
@@ -99,6 +100,50 @@ def test_query_parameter_location_removes_the_parameter():
     assert p.authenticate({}, b"/y?access_token=" + GOOD + b"&z").new_target == b"/y?z"
 
 
+QUERY_SPELLINGS = ["access_token", "access%5Ftoken", "%61ccess_token", "ACCESS_TOKEN", "Access_Token",
+                   "access_token[]", "access_token%5B%5D", "access_token[0]", "%2561ccess_token", "access.token",
+                   "access+token", "access%20token", "+access_token"]
+
+
+@pytest.mark.parametrize("spelling", QUERY_SPELLINGS)
+def test_query_token_is_found_and_removed_in_any_spelling(spelling):
+    """F6: every name a backend may decode to access_token counts as the token parameter, and is removed."""
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")))
+    r = p.authenticate({}, f"/x?a=1&{spelling}=".encode() + GOOD + b";b=2")
+    assert r.allowed and r.new_target == b"/x?a=1;b=2", r.new_target
+    forged = p.authenticate({}, f"/x?{spelling}=".encode() + GOOD[:-4] + b"AAAA")
+    assert not forged.allowed and forged.reason == "invalid_signature"
+
+
+@pytest.mark.parametrize("target", [
+    b"/x?access_token=%s&access%5Ftoken=forged", b"/x?access_token=%s;ACCESS_TOKEN=forged",
+    b"/x?access_token[]=forged&access_token=%s", b"/x?access_token=%s&access_token=",
+])
+def test_two_values_for_the_query_token_are_refused_as_malformed(target):
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")), mode="optional")
+    r = p.authenticate({}, target.replace(b"%s", GOOD))
+    assert not r.allowed and r.reason == "malformed" and r.body == b"authentication failure: malformed token"
+
+
+def test_the_same_query_token_twice_is_one_token_and_both_copies_go():
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")))
+    r = p.authenticate({}, b"/x?access_token=" + GOOD + b"&a=1&Access_Token=" + GOOD)
+    assert r.allowed and r.new_target == b"/x?a=1"
+
+
+@pytest.mark.parametrize("target", [b"/x?a=1#access_token=%s", b"/x?access_token=%s#frag", b"/x#?access_token=%s",
+                                    b"/x?a=1#&ACCESS%5FTOKEN=%s", b"/x#access_token=%s"])
+def test_a_target_with_a_fragment_never_carries_a_query_token(target):
+    """Clients never send a fragment and servers disagree on where one starts: a token parameter in a target
+    with "#" is refused (malformed), even in optional mode; a fragment without one is left alone."""
+    for mode in ("strict", "optional"):
+        p = policy(location=Location(query_parameter=NamedLocation(name="access_token")), mode=mode)
+        r = p.authenticate({}, target.replace(b"%s", GOOD))
+        assert not r.allowed and r.reason == "malformed", (mode, target)
+    p = policy(location=Location(query_parameter=NamedLocation(name="access_token")), mode="optional")
+    assert p.authenticate({}, b"/x?a=1#top").allowed
+
+
 def test_cookie_location_removes_the_cookie():
     p = policy(location=Location(cookie=NamedLocation(name="jwt")))
     r = p.authenticate({b"cookie": b"a=1; jwt=" + GOOD + b"; b=2"}, b"/")
@@ -114,7 +159,8 @@ def test_claims_to_headers_with_nested_and_literal_dotted_claims():
         ClaimHeader(claim="n", header="x-n"), ClaimHeader(claim="groups", header="x-groups"),
         ClaimHeader(claim="absent", header="x-absent"), ClaimHeader(claim="evil", header="x-evil")])
     assert p.strip_headers == frozenset({b"x-user", b"x-team", b"x-role", b"x-admin", b"x-n", b"x-groups",
-                                         b"x-absent", b"x-evil"})
+                                         b"x-absent", b"x-evil", b"x_user", b"x_team", b"x_role", b"x_admin",
+                                         b"x_n", b"x_groups", b"x_absent", b"x_evil"})
     tok = token("RS256", kid="rsa", payload=claims(org={"team": "blue"}, admin=True, n=3, groups=["a", "b"],
                                                    evil="x\r\nSet-Cookie: a=b", **{"https://example.com/role": "ops"}))
     r = p.authenticate(bearer(tok), b"/")
@@ -131,6 +177,52 @@ def test_required_claims_and_audiences_per_provider():
     no_exp = JwtPolicy(JwtAuth(issuer=mint.ISSUER, jwks=Jwks(inline=mint.default_jwks()),
                                jwt_validation_options=ValidationOptions(required_claims=[])))
     assert no_exp.authenticate(bearer(token("RS256", kid="rsa", payload=claims(exp=None))), b"/").allowed
+
+
+# Every claim the config accepts in requiredClaims (the core's own table) must be enforced, on both claim readers:
+# the in-place scanner (no claimsToHeaders) and orjson's (claimsToHeaders set).
+_CLAIM_VALUES = {"exp": int(time.time()) + 600, "nbf": int(time.time()) - 10, "aud": mint.AUDIENCE,
+                 "iss": mint.ISSUER, "sub": "alice", "iat": int(time.time()) - 10}
+
+
+@pytest.mark.parametrize("reader", ["scanner", "orjson"])
+@pytest.mark.parametrize("claim", list(CLAIMS_ENFORCEABLE))
+def test_every_claim_config_accepts_as_required_is_enforced(claim, reader):
+    assert set(CLAIMS_ENFORCEABLE) == set(_CLAIM_VALUES), "a new requirable claim needs a value here"
+    extra = {"claims_to_headers": [ClaimHeader(claim="sub", header="x-user")]} if reader == "orjson" else {}
+    p = policy(jwt_validation_options=ValidationOptions(required_claims=[claim]), **extra)
+    with_it = token("RS256", kid="rsa", payload={"iss": mint.ISSUER, claim: _CLAIM_VALUES[claim]})
+    assert p.authenticate(bearer(with_it), b"/").allowed
+    if claim == "iss":
+        return   # a token without iss has no provider to ask: unknown issuer before any claim rule
+    without = token("RS256", kid="rsa", payload={"iss": mint.ISSUER})
+    r = p.authenticate(bearer(without), b"/")
+    assert not r.allowed and r.reason == "missing_claim" and r.body == b"authentication failure: missing required claim"
+
+
+def test_required_iat_refuses_a_token_without_it():
+    p = policy(jwt_validation_options=ValidationOptions(required_claims=["exp", "iat"]))
+    assert p.authenticate(bearer(token("RS256", kid="rsa", payload=claims(iat=None))), b"/").reason == "missing_claim"
+    assert p.authenticate(bearer(token("RS256", kid="rsa")), b"/").allowed
+    # Not required (the default [exp]): a token without iat passes as before.
+    assert policy().authenticate(bearer(token("RS256", kid="rsa", payload=claims(iat=None))), b"/").allowed
+
+
+@pytest.mark.parametrize("iat, reason", [("1700000000", "malformed"), (True, "malformed"), ([1], "malformed"),
+                                         ({"a": 1}, "malformed"), (None, None), (1700000000.5, None)])
+def test_iat_that_is_not_a_number_is_malformed_on_both_readers(iat, reason):
+    """iat is a NumericDate (RFC 7519 4.1.6), checked like exp and nbf whether or not it is required; null is
+    absent, as for exp and nbf."""
+    raw = json.dumps(dict(claims(), iat=iat)).encode()
+    for extra in ({}, {"claims_to_headers": [ClaimHeader(claim="sub", header="x-user")]}):
+        r = policy(**extra).authenticate(bearer(token("RS256", kid="rsa", raw_payload=raw)), b"/")
+        assert (r.allowed, r.reason) == (reason is None, reason), extra
+
+
+def test_an_unknown_required_claim_is_a_config_error_not_no_requirement():
+    with pytest.raises(ConfigError) as err:
+        policy(jwt_validation_options=ValidationOptions(required_claims=["exp", "jti"]))
+    assert err.value.problems == [("jwtValidationOptions.requiredClaims[1]", "unsupported claim 'jti'")]
 
 
 def test_providers_sharing_an_issuer_find_the_key_by_kid_across_them():
@@ -170,15 +262,6 @@ def test_bad_inline_and_file_jwks_are_config_errors(tmp_path):
     ok = JwtPolicy(JwtAuth(issuer=mint.ISSUER, jwks=Jwks(file="jwks.json")), str(tmp_path))
     assert ok.authenticate(bearer(GOOD), b"/").allowed
     assert ok.ready()
-
-
-def test_on_outcome_hook_is_called():
-    p = policy()
-    seen = []
-    p.on_outcome = lambda issuer, reason: seen.append((issuer, reason))
-    p.authenticate(bearer(GOOD), b"/")
-    p.authenticate({}, b"/")
-    assert seen == [(mint.ISSUER, "ok"), ("", "missing")]
 
 
 # -- the verified-token cache ---------------------------------------------------------------------------------
@@ -307,16 +390,10 @@ def test_cache_hits_through_authenticate_end_at_exp_on_the_wall_clock():
     assert p.authenticate(bearer(tok), b"/").reason == "expired"
 
 
-def test_authenticate_is_the_cores_method_and_still_reports_and_waits():
+def test_authenticate_is_the_cores_method():
     p = policy()
     assert p.authenticate == p.core.authenticate   # no Python wrapper in front of the core
-    seen = []
-    p.on_outcome = lambda issuer, reason: seen.append(reason)
-    p.authenticate(bearer(GOOD), b"/")
-    p.authenticate(bearer(GOOD), b"/")
-    p.on_outcome = None
-    p.authenticate(bearer(GOOD), b"/")
-    assert seen == ["ok", "ok"]
+    assert p.authenticate(bearer(GOOD), b"/").allowed
 
 
 def test_the_cache_holds_to_max_bytes_in_real_memory():
@@ -367,3 +444,37 @@ def test_duplicate_claims_are_found_past_strings_with_escapes(tricky):
     twice = f'{base}, "note": "{tricky}", "sub": "mallory"}}'.encode()
     r = policy().authenticate(bearer(token("RS256", kid="rsa", raw_payload=twice)), b"/")
     assert r.reason == "malformed"
+
+
+@pytest.mark.parametrize("header", ["content-length", "host", "x-forwarded-for", "proxy-authorization", "cookie",
+                                    "authorization", "x user"])
+def test_a_policy_built_without_validation_still_refuses_reserved_claim_headers(header):
+    with pytest.raises(ConfigError) as err:
+        policy(claims_to_headers=[ClaimHeader(claim="sub", header=header)])
+    assert err.value.problems[0][0] == "claimsToHeaders[0].header"
+
+
+def test_client_copies_of_claim_headers_are_stripped_in_every_spelling():
+    """F10: a WSGI backend reads x_user_id and x-user-id as one header (HTTP_X_USER_ID): the proxy must drop a
+    client's copy in either spelling, and of an underscore name in its dash spelling."""
+    p = policy(claims_to_headers=[ClaimHeader(claim="sub", header="X-User-Id"),
+                                  ClaimHeader(claim="r", header="x_roles")])
+    assert p.strip_headers == frozenset({b"x-user-id", b"x_user_id", b"x-user_id", b"x_user-id",
+                                         b"x_roles", b"x-roles"})
+
+
+def test_other_spellings_of_a_custom_credential_header_are_stripped():
+    p = policy(location=Location(header=HeaderLocation(name="X-Api-Token", prefix="")))
+    assert p.credential_header == b"x-api-token"
+    assert p.strip_headers == frozenset({b"x_api_token", b"x-api_token", b"x_api-token"})
+    assert policy().strip_headers == frozenset()     # authorization has a single spelling
+
+
+def test_header_names_with_too_many_separators_are_config_errors():
+    with pytest.raises(ConfigError) as err:
+        policy(claims_to_headers=[ClaimHeader(claim="sub", header="x-a-b-c-d-e-f-g-h-i")])
+    assert "more than 8" in err.value.problems[0][1]
+    with pytest.raises(ConfigError) as err:
+        policy(location=Location(header=HeaderLocation(name="x-a-b-c-d-e-f-g-h-i", prefix="")))
+    assert err.value.problems == [("location.header.name", "header name 'x-a-b-c-d-e-f-g-h-i' has more than 8 "
+                                                           "'-' or '_'")]
