@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from agw.authz import AuthorizationPolicy
-from agw.config.check import check_files, refusal_lines
+from agw.check import check, check_files
 
 from test_kube import GATEWAY, GUIDE_POLICY, HTTPBIN_ROUTE, load_docs, routes_of, write
 
@@ -75,7 +75,7 @@ def test_a_compile_error_is_invalid_with_its_path_message_and_position(tmp_path)
     assert lines[-1].startswith(f"AgentgatewayPolicy/httpbin/broken: Invalid: {PATH}[1]: invalid CEL expression "
                                 "at line 1, column 18: Syntax error: ")
     loaded = load_docs(tmp_path, GATEWAY, HTTPBIN_ROUTE, pol)
-    assert refusal_lines(loaded) == [lines[-1]]          # what `agw run` prints before refusing to start
+    assert check(loaded).refusals == [lines[-1]]         # what `agw run` prints before refusing to start
     assert routes_of(loaded) == {}                       # and the route is not served without its rules
 
 
