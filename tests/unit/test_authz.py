@@ -136,9 +136,15 @@ def test_a_wrong_type_and_a_non_boolean_result_count_as_false():
 
 
 def test_claims_the_engine_cannot_convert_make_every_rule_false():
-    huge = {"sub": "alice", "big": 1 << 70}
-    assert not decide(authz('jwt.sub == "alice"'), claims_=huge).allowed
-    assert decide(authz(AuthzRule(deny='jwt.sub == "alice"')), claims_=huge).allowed
+    huge = {"sub": "alice", "big": 1 << 70}     # beyond CEL's 64-bit integers
+    assert not decide(authz('jwt.sub == "alice" || jwt.big > 0'), claims_=huge).allowed
+    assert decide(authz(AuthzRule(deny='jwt.sub == "alice" || jwt.big > 0')), claims_=huge).allowed
+    # Only the expressions that reach the value fail: the deny (size(jwt)) is false, `true` still allows.
+    two = authz(AuthzRule(deny="size(jwt) > 0"), "true")
+    assert decide(two, claims_=huge).allowed
+    assert not decide(authz(AuthzRule(require="size(jwt) > 0"), "true"), claims_=huge).allowed
+    # A claim no rule can reach is never handed to the engine.
+    assert decide(authz('jwt.sub == "alice"'), claims_=huge).allowed
 
 
 # --- variables --------------------------------------------------------------------------------------------------
@@ -226,10 +232,44 @@ def test_compile_errors_name_the_position(source, where, what):
 def test_what_the_rules_read_is_known_at_compile_time():
     assert authz('jwt.sub == "a"', AuthzRule(deny="has(jwt.x)")).jwt_only
     p = authz('jwt.sub == "a"', AuthzRule(deny='request.method == "DELETE"'))
-    assert not p.jwt_only and p.reads_request and not p.reads_source
+    assert not p.jwt_only and p.reads_request and not p.reads_source and p.reads_jwt
+    assert not authz('request.method == "GET"').reads_jwt
     q = authz('[1, 2].exists(request, request == 2)')     # a macro variable named like one: still jwt-only
     assert q.jwt_only
     assert authz('source.port > 0').reads_source
+
+
+@pytest.mark.parametrize("source, claims_, headers", [
+    ('jwt.sub == "a" && "admin" in jwt.realm_access.roles && has(jwt.email)', {"sub", "realm_access", "email"},
+     set()),
+    ('"x-a" in request.headers && request.headers["x-b"] == "1" && request.headers.host != ""', set(),
+     {"x-a", "x-b", "host"}),
+    ('jwt.exists(k, k == "sub")', None, set()),                         # a macro over the map: every claim
+    ("size(jwt) > 0", None, set()),
+    ('jwt["sub"] == "a"', None, set()),
+    ('jwt.sub == "a" // jwt.x', {"sub"}, set()),                        # the checker ignores the comment
+    ('request.headers.exists(k, k.startsWith("x-"))', set(), None),    # every header
+    ('request.headers["a\\u0062"] == "x"', set(), None),              # an escape: not read as a name
+    ('request.headers["a"] == "b" // "c" in request.headers', set(), None),   # comments: no narrowing
+    ('size(request) > 0', set(), None),
+])
+def test_the_engine_gets_only_the_claims_and_headers_a_rule_can_reach(source, claims_, headers):
+    from agw.authz.cel import fields_read
+    _, claims_got, headers_got = fields_read(source)
+    assert claims_got == (frozenset(claims_) if claims_ is not None else None)
+    assert headers_got == (frozenset(headers) if headers is not None else None)
+
+
+def test_narrowed_variables_give_the_same_verdicts():
+    headers = {b"host": b"h", b"x-a": b"1", b"x-b": b"1", b"x-c": b"2"}
+    for source in ['"x-a" in request.headers && !("x-z" in request.headers) && request.headers["x-b"] == "1"',
+                   'request.headers.exists(k, k == "x-c")', 'size(request.headers) == 4',
+                   'has(jwt.realm_access) && jwt.realm_access.roles[0] == "admin" && !has(jwt.zz)',
+                   'jwt.all(k, k != "zz") && size(jwt) == 4']:
+        p = authz(source, AuthzRule(deny="false"))     # two rules: the activation path
+        q = authz(source)                              # one rule: the variables straight to the engine
+        for pol in (p, q):
+            assert decide(pol, headers=headers, claims_=ALICE).allowed, (source, pol)
 
 
 def jwt_policy() -> JwtPolicy:
@@ -275,7 +315,8 @@ def test_a_rule_reading_the_request_is_evaluated_for_every_request():
     p = authz('jwt.sub == "alice" && request.method == "GET"')
     assert p.apply(Request(method=b"GET", verdicts=[verified(jp, tok)])).allowed
     assert not p.apply(Request(method=b"DELETE", verdicts=[verified(jp, tok)])).allowed
-    assert p.cache == {}
+    # Kept per token: the claims the rule can reach, decoded once (not a verdict).
+    assert list(p.cache.values()) == [{"sub": "alice"}]
 
 
 # --- merging across attachment points ----------------------------------------------------------------------------
