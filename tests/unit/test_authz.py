@@ -14,7 +14,7 @@ from vectors.mint import claims, token  # noqa: E402
 from agw._fastjwt import AuthResult  # noqa: E402
 from agw.authz import AuthorizationPolicy, CelError  # noqa: E402
 from agw.config.model import (Authorization, AuthzRule, Jwks, JwtAuth, Listener, Policies, Route,  # noqa: E402
-                              Settings, merge_authorization)
+                              merge_authorization)
 from agw.jwt import JwtPolicy  # noqa: E402
 
 
@@ -322,22 +322,17 @@ def test_a_rule_reading_the_request_is_evaluated_for_every_request():
 # --- merging across attachment points ----------------------------------------------------------------------------
 
 def test_listener_and_route_rules_are_merged_not_overridden():
-    from agw.proxy.routing import build_router
+    from agw.config.compile import compile_bind, compile_settings
+    from agw.config.model import Bind, Settings
 
     listener_rules = Authorization(rules=[AuthzRule(deny='jwt.sub == "bob"')])
     route_rules = Authorization(rules=['has(jwt.sub)'])
-    built = []
-
-    def factory(policies, name):
-        built.append((name, policies.authorization))
-        return ()
-
     listener = Listener(policies=Policies(authorization=listener_rules), routes=[
         Route(name="own", backends=[], policies=Policies(authorization=route_rules)),
         Route(name="inherits", backends=[]),
     ])
-    build_router([listener], Settings(), factory, {})
-    merged = dict(built)
+    plan = compile_bind(Bind(port=1, listeners=[listener]), compile_settings(Settings()))
+    merged = {r.name: r.policies.authorization for r in plan.routes}
     own = AuthorizationPolicy(merged["own"])
     assert [r.name for r in own.rules] == ["listener.rules[0]", "rules[0]"]   # each named in its own list
     assert decide(own, claims_=ALICE).allowed
