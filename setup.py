@@ -29,6 +29,8 @@ proxy = [
     Extension(f"agw.proxy.{name}", [f"agw/proxy/{name}.py"], extra_compile_args=compile_args)
     for name in ("batch", "context", "flow", "heads", "exchange", "protocol", "upstream", "metrics", "routing")
 ]
+# The authorization policy's request path (agw/authz/policy.py): compiled the same way, runs uncompiled too.
+proxy.append(Extension("agw.authz.policy", ["agw/authz/policy.py"], extra_compile_args=compile_args))
 safe_directives = dict(directives, boundscheck=True, wraparound=True, initializedcheck=True, cdivision=False)
 
 setup(ext_modules=cythonize(fastjwt, compiler_directives=directives)

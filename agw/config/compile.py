@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .durations import parse_duration
-from .model import Bind, Config, Listener, Match, Policies, Route, Settings, Timeout
+from .model import Bind, Config, Listener, Match, Policies, Route, Settings, Timeout, merge_authorization
 from .validate import split_host_port
 
 
@@ -83,14 +83,17 @@ def compile_settings(s: Settings) -> ProxySettings:
 
 def merge_policies(listener: Optional[Policies], route: Optional[Policies]) -> Optional[Policies]:
     """A listener's policies apply to its routes; a route's own policy of the same kind replaces the
-    listener's (agentgateway's attachment rule)."""
+    listener's (agentgateway's attachment rule), except authorization rules: the listener's and the route's
+    all apply (merged, the listener's named `listener.rules[i]`)."""
     if listener is None:
         return route
-    if route is None:
+    if route is None and listener.authorization is None:
         return listener
+    route = route if route is not None else Policies()
     return Policies(
         jwt_auth=route.jwt_auth if route.jwt_auth is not None else listener.jwt_auth,
         timeout=route.timeout if route.timeout is not None else listener.timeout,
+        authorization=merge_authorization(listener.authorization, route.authorization),
     )
 
 

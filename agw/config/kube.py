@@ -2,7 +2,8 @@
 
 A `Gateway` listener becomes a native listener on its port; each `HTTPRoute` rule attached to it becomes native
 routes, ordered by Gateway API precedence (hostname, then path, method, headers); an `AgentgatewayPolicy`
-(or `TrafficPolicy`) with `traffic.jwtAuthentication` becomes the `jwtAuth` policy of the routes it targets.
+(or `TrafficPolicy`) with `traffic.jwtAuthentication` becomes the `jwtAuth` policy of the routes it targets, and
+its `traffic.authorization` their `authorization` rules (kube_authz.py: merged across Gateway and route).
 Services resolve to `<name>.<namespace>.svc.cluster.local:<port>`, or to what `--resolve` maps them to.
 
 Every object gets a status line, as `kubectl get ... -o json | jq .status` would show it:
@@ -20,6 +21,7 @@ import msgspec
 
 from .durations import parse_duration
 from .errors import from_validation_error, join_path
+from .kube_authz import AuthzLevels, translate_authorization
 from .kube_model import (GatewaySpec, HTTPRouteSpec, JwksSpec, JwtAuthenticationSpec, Metadata, ParentRef,
                          PolicySpec, ProviderSpec, RouteMatchSpec, RuleSpec, TargetRef)
 from .model import (Backend, Bind, HeaderMatch, Jwks, JwtAuth, Listener, Match, PathMatch, Policies, Provider,
@@ -42,7 +44,7 @@ NO_MATCHING_LISTENER_HOSTNAME = "NoMatchingListenerHostname"
 
 # agentgateway fields that agw knows but does not implement: refused by name (never silently ignored, since
 # ignoring e.g. `authorization` would let through requests the user meant to deny).
-UNSUPPORTED_TRAFFIC = ("authorization", "apiKeyAuthentication", "basicAuthentication", "cors", "csrf",
+UNSUPPORTED_TRAFFIC = ("apiKeyAuthentication", "basicAuthentication", "cors", "csrf",
                        "directResponse", "extAuth", "extProc", "headerModifiers", "hostRewrite", "phase",
                        "rateLimit", "retry", "timeouts", "transformation")
 UNSUPPORTED_POLICY_SPEC = ("targetSelectors", "frontend", "backend")
@@ -494,11 +496,13 @@ class _Translator:
         targets = self._targets(status, spec.target_refs)
         ja = spec.traffic.jwt_authentication if spec.traffic is not None else None
         jwt_auth = self._jwt_auth(status, ja) if ja is not None else None
+        az = spec.traffic.authorization if spec.traffic is not None else None
+        authz = translate_authorization(status, az, INVALID, self.result.warnings) if az is not None else None
         if not status.accepted:
             return None, targets
         if jwt_auth is not None:
             self.result.policies.append(PolicyBinding(status, jwt_auth))
-        return Policies(jwt_auth=jwt_auth), targets
+        return Policies(jwt_auth=jwt_auth, authorization=authz), targets
 
     def _targets(self, status: ObjectStatus, refs: Optional[list[TargetRef]]
                  ) -> list[tuple[str, tuple, Optional[str]]]:
@@ -645,6 +649,7 @@ class _Translator:
     def apply_policies(self) -> None:
         # Most specific first: a route rule, a route, a Gateway listener, a Gateway.
         levels: list[dict[tuple, tuple[Policies, ObjectStatus]]] = [{}, {}, {}, {}]
+        authz = AuthzLevels()   # authorization rules are merged across levels, not overridden
         blocked: set[tuple] = set()
         for pol in self.policies:
             if pol.status.accepted:
@@ -658,9 +663,10 @@ class _Translator:
                     # be enforced are left out of the config (404) instead of served without it.
                     blocked.add(slot)
                     continue
+                level = (0 if section else 1) if kind == "HTTPRoute" else (2 if section else 3)
+                authz.add(level, slot, policies)
                 if policies.jwt_auth is None:
                     continue
-                level = (0 if section else 1) if kind == "HTTPRoute" else (2 if section else 3)
                 held = levels[level].get(slot)
                 if held is not None:
                     pol.status.fail(CONFLICTED, f"spec.targetRefs[{ti}]",
@@ -676,13 +682,13 @@ class _Translator:
                 if any(slot in blocked for _, slot in slots):
                     e.blocked = True
                     continue
+                slots = [(level, slot) for level, slot in slots if slot[1] is not None or level in (1, 3)]
                 for level, slot in slots:
-                    if slot[1] is None and level in (0, 2):
-                        continue
                     held = levels[level].get(slot)
                     if held is not None:
                         e.policies = held[0]
                         break
+                e.policies = authz.attach(e.policies, slots)
 
     def native_binds(self) -> list[Bind]:
         by_port: dict[int, list[Listener]] = {}
@@ -694,7 +700,8 @@ class _Translator:
                         continue
                     policies = e.policies
                     if e.rule.timeout is not None:
-                        policies = Policies(jwt_auth=policies.jwt_auth if policies else None, timeout=e.rule.timeout)
+                        policies = Policies(jwt_auth=policies.jwt_auth if policies else None, timeout=e.rule.timeout,
+                                            authorization=policies.authorization if policies else None)
                     routes.append(Route(name=e.native_name, hostnames=e.hostnames,
                                         matches=[e.match] if e.match is not None else [],
                                         backends=e.rule.backends, policies=policies))

@@ -147,8 +147,19 @@ class JwtAuthenticationSpec(_Spec):
     providers: Optional[list[ProviderSpec]] = None
 
 
+class AuthorizationRulesSpec(_Spec):
+    match_expressions: Optional[list[str]] = None
+
+
+class AuthorizationSpec(_Spec):
+    """`traffic.authorization`: CEL expressions, all of one action (Allow by default)."""
+    action: Optional[str] = None
+    policy: Optional[AuthorizationRulesSpec] = None
+
+
 class TrafficSpec(_Spec):
     jwt_authentication: Optional[JwtAuthenticationSpec] = None
+    authorization: Optional[AuthorizationSpec] = None
 
 
 class PolicySpec(_Spec):

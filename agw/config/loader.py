@@ -15,6 +15,7 @@ from typing import Any, Iterable, Optional
 import msgspec
 import yaml
 
+from .authz import config_warnings
 from .errors import ConfigError, from_validation_error, join_path
 from .model import Config
 from .validate import check_config
@@ -142,4 +143,6 @@ def load(paths: list[str], resolve: Optional[dict[str, str]] = None,
     problems = check_config(loaded.config)
     if problems:
         raise ConfigError(problems)
+    generated = frozenset(id(r) for r in loaded.kube.routes) if loaded.kube is not None else frozenset()
+    loaded.warnings.extend(config_warnings(loaded.config, generated))
     return loaded

@@ -6,7 +6,7 @@ cannot express (one-of fields, durations, regexes) live in `validate.py`.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import msgspec
 
@@ -89,9 +89,66 @@ class Timeout(_Base, kw_only=True):
     backend_request_timeout: Optional[str] = None
 
 
+# --- authorization policy ---------------------------------------------------------------------------------
+
+AUTHZ_ACTIONS = ("allow", "deny", "require", "shadow")
+
+
+class AuthzRule(_Base, kw_only=True):
+    """One rule in its long form: exactly one action names the CEL expression (`{deny: 'jwt.sub == "x"'}`).
+    A rule written as a bare string is an allow rule."""
+    allow: Optional[str] = None
+    deny: Optional[str] = None
+    require: Optional[str] = None
+    shadow: Optional[str] = None     # agw's own: evaluated and counted as "would deny", never enforced
+    name: Optional[str] = None       # names the rule in metrics and the access log (default: rules[i])
+
+
+class Authorization(_Base, kw_only=True):
+    """agentgateway's `authorization` policy: CEL rules over `jwt`, `request` and `source`."""
+    rules: list[Union[str, AuthzRule]] = msgspec.field(default_factory=list)
+
+    def actions(self) -> list[tuple[str, str, str]]:
+        """(action, expression, name) of every rule, in order: a bare string is an allow rule; a rule without
+        a name is named by its place, `rules[i]`. A rule with no or several actions is left out (the config
+        check refuses it)."""
+        out = []
+        for i, rule in enumerate(self.rules):
+            if isinstance(rule, str):
+                out.append(("allow", rule, f"rules[{i}]"))
+                continue
+            set_ = [a for a in AUTHZ_ACTIONS if getattr(rule, a) is not None]
+            if len(set_) == 1:
+                out.append((set_[0], getattr(rule, set_[0]), rule.name or f"rules[{i}]"))
+        return out
+
+
+def merge_authorization(outer: Optional[Authorization], inner: Optional[Authorization],
+                        outer_name: str = "listener") -> Optional[Authorization]:
+    """The rules of every attachment point that applies, merged (never overridden): the outer one's (a listener)
+    first. Unnamed rules keep the name of their place in their own list (`listener.rules[0]`, `rules[0]`), so
+    metrics and logs tell the listener's from the route's."""
+    if outer is None or not outer.rules:
+        return inner if inner is not None else outer
+    if inner is None or not inner.rules:
+        inner = None
+    prefix = f"{outer_name}." if outer_name else ""
+    return Authorization(rules=_named(outer, prefix) + (_named(inner, "") if inner is not None else []))
+
+
+def _named(authz: Authorization, prefix: str) -> list[Union[str, AuthzRule]]:
+    out: list[Union[str, AuthzRule]] = []
+    for i, rule in enumerate(authz.rules):
+        if isinstance(rule, str):
+            rule = AuthzRule(allow=rule)
+        out.append(rule if rule.name else msgspec.structs.replace(rule, name=f"{prefix}rules[{i}]"))
+    return out
+
+
 class Policies(_Base, kw_only=True):
     jwt_auth: Optional[JwtAuth] = None
     timeout: Optional[Timeout] = None
+    authorization: Optional[Authorization] = None
 
 
 # --- routing ------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import re
 from typing import Optional
 
 from .._fastjwt import CLAIM_BITS
+from .authz import check_authorization
 from .durations import parse_duration
 from .errors import join_path
 from .model import Config, Jwks, JwtAuth, Location, Policies, Provider, Route
@@ -147,6 +148,8 @@ def check_policies(p: Problems, path: str, policies: Optional[Policies]) -> None
                 p.duration(f"{path}.timeout.{camel}", val)
     if policies.jwt_auth is not None:
         check_jwt_auth(p, f"{path}.jwtAuth", policies.jwt_auth)
+    if policies.authorization is not None:
+        check_authorization(p, f"{path}.authorization", policies.authorization)
 
 
 def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:

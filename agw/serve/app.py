@@ -50,15 +50,36 @@ def _policy_lookup(checked: Checked, used: list) -> Callable[[JwtAuth, str], Any
     return lookup
 
 
+def _authz_policy_factory() -> Callable[[Any, str], Any]:
+    built: dict[int, Any] = {}
+
+    def make(cfg: Any, route_name: str) -> Any:
+        from ..authz import AuthorizationPolicy, CelError   # config -> authz -> serve, as for jwt
+
+        # One policy (and verdict cache) per rule set: a listener's rules alone are shared by its routes.
+        key = id(cfg)
+        if key not in built:
+            try:
+                built[key] = (AuthorizationPolicy(cfg, name=route_name), cfg)
+            except CelError as e:   # the load already refused it with its path; this is the safety net
+                raise ConfigError([(f"route {route_name}: authorization", str(e))]) from None
+        return built[key][0]
+
+    return make
+
+
 def _policy_factory(checked: Checked, built: list) -> Callable[[Any, str], tuple]:
     """Builds a route's request-policy chain (agw/chain.py) from its `policies`, in the order they apply, out
-    of the policies `agw check` built."""
+    of the policies `agw check` built (authorization rules, compiled at load, are built here)."""
     make_jwt = _policy_lookup(checked, built)
+    make_authz = _authz_policy_factory()
 
     def make(policies: Any, route_name: str) -> tuple:
         chain = []
         if policies.jwt_auth is not None:
             chain.append(make_jwt(policies.jwt_auth, route_name))
+        if policies.authorization is not None and policies.authorization.rules:
+            chain.append(make_authz(policies.authorization, route_name))
         return tuple(chain)
 
     return make

@@ -421,12 +421,11 @@ def test_other_kinds_are_ignored_with_a_warning(tmp_path):
                                f"AgentgatewayPolicy)"]
 
 
-def test_authorization_is_refused_and_its_targets_left_out(tmp_path):
-    pol = GUIDE_POLICY.replace("  traffic:\n", "  traffic:\n    authorization:\n      action: Allow\n"
-                               "      policy: {matchExpressions: ['jwt.sub == \"x\"']}\n")
+def test_an_unsupported_traffic_policy_is_refused_and_its_targets_left_out(tmp_path):
+    pol = GUIDE_POLICY.replace("  traffic:\n", "  traffic:\n    rateLimit:\n      local: []\n")
     loaded = load_docs(tmp_path, GATEWAY, HTTPBIN_ROUTE, pol)
     assert loaded.statuses[-1] == ("AgentgatewayPolicy/agentgateway-system/jwt-auth-policy: Invalid: "
-                                   "spec.traffic.authorization: not supported")
+                                   "spec.traffic.rateLimit: not supported")
     # Even for a caller that ignored the status, the route is not served without the policy.
     assert routes_of(loaded) == {}
 

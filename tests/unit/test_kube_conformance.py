@@ -1,7 +1,7 @@
 """agentgateway's own JWT e2e manifests (tests/conformance/agentgateway-jwtauth) load as agentgateway reads them.
 
-The RBAC cases need `spec.traffic.authorization`, which agw does not enforce: they must be refused clearly
-(not served without it). The request-level rows of the README run end to end elsewhere.
+The RBAC cases add `spec.traffic.authorization` (Allow, CEL over `jwt.sub`): the route gets the JWT policy and the
+rule. The request-level rows of the README run end to end elsewhere (tests/e2e/test_conformance.py).
 """
 from __future__ import annotations
 
@@ -71,13 +71,18 @@ def test_secured_gateway_policy_covers_the_route():
     assert len(route.policies.jwt_auth.providers) == 2
 
 
-@pytest.mark.parametrize("name, policy", [("secured-route-with-rbac.yaml", "route-policy"),
-                                          ("secured-gateway-policy-with-rbac.yaml", "gw-policy")])
-def test_rbac_manifests_are_refused_clearly(name, policy):
+@pytest.mark.parametrize("name, policy, route, host", [
+    ("secured-route-with-rbac.yaml", "route-policy", "route-secure", "secureroute.com"),
+    ("secured-gateway-policy-with-rbac.yaml", "gw-policy", "route-secure-gw", "securegateways.com")])
+def test_rbac_manifests_load_with_their_rule(name, policy, route, host):
     loaded = load_with_gateway(name)
-    assert loaded.statuses[-1] == (f"AgentgatewayPolicy/agentgateway-base/{policy}: Invalid: "
-                                   f"spec.traffic.authorization: not supported")
-    assert loaded.config.binds[0].listeners[0].routes == []
+    assert loaded.statuses == ["Gateway/agentgateway-base/gateway: Accepted",
+                               f"HTTPRoute/agentgateway-base/{route}: Accepted",
+                               f"AgentgatewayPolicy/agentgateway-base/{policy}: Accepted"]
+    secured = routes_by_host(loaded)[host]
+    assert secured.policies.jwt_auth.mode == "strict"
+    assert secured.policies.authorization.actions() == [
+        ("allow", 'jwt.sub == "ignore@agentgateway.dev"', f"agentgateway-base/{policy}.matchExpressions[0]")]
 
 
 def test_invalid_inline_jwks_is_reported_by_check():
@@ -92,7 +97,8 @@ def test_invalid_inline_jwks_is_reported_by_check():
     assert "3161" in lines[2] and len(lines) == 3
 
 
-@pytest.mark.parametrize("name", ["insecure-route.yaml", "secured-route.yaml", "secured-gateway-policy.yaml"])
+@pytest.mark.parametrize("name", ["insecure-route.yaml", "secured-route.yaml", "secured-gateway-policy.yaml",
+                                  "secured-route-with-rbac.yaml", "secured-gateway-policy-with-rbac.yaml"])
 def test_check_accepts_the_supported_manifests(name):
     base = conformance_dir()
     lines, ok = check_files([str(base / "gateway.yaml"), str(base / name)], RESOLVE, env={})
