@@ -265,3 +265,41 @@ def test_python_client_resumes_across_a_certificate_reload(agw_proxy, backend, c
     proxy.wait_for_output(r"config reloaded", timeout=20)
     assert connect()[2] == fingerprint(renewed)       # new handshakes: the renewed certificate
     assert connect(session)[0]                         # the old session still resumes
+
+
+def test_gateway_api_https_listeners_serve_their_secrets(agw_proxy, backend, ca, tmp_path):
+    """Gateway API: two HTTPS listeners on one port, each with a Secret (read from AGW_SECRETS_DIR as
+    <namespace>/<name>/tls.crt and tls.key, the layout of mounted Secrets); SNI chooses between them."""
+    secrets = tmp_path / "mounted"
+    fps = {}
+    for host, secret in (("a.example.com", "a-cert"), ("b.example.com", "b-cert")):
+        d = secrets / "edge" / secret
+        d.mkdir(parents=True)
+        files = issue(ca, str(d), "leaf", host)
+        os.rename(files["cert"], d / "tls.crt")
+        os.rename(files["key"], d / "tls.key")
+        fps[host] = fingerprint({"cert": str(d / "tls.crt")})
+    port = free_port()
+    docs = [
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+         "metadata": {"name": "gw", "namespace": "edge"},
+         "spec": {"gatewayClassName": "agentgateway", "listeners": [
+             {"name": name, "protocol": "HTTPS", "port": port, "hostname": host,
+              "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": secret}]}}
+             for name, host, secret in (("a", "a.example.com", "a-cert"), ("b", "b.example.com", "b-cert"))]}},
+        {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+         "metadata": {"name": "app", "namespace": "edge"},
+         "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "app", "port": 80}]}]}},
+    ]
+    agw_proxy(docs, extra_args=("--access-log", "off", "--resolve", f"app.edge:80=127.0.0.1:{backend}"),
+              env={"AGW_SECRETS_DIR": str(secrets)}, wait_readyz=True)
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    for host, fp in fps.items():
+        conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=10)
+        conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host)
+        conn.request("GET", "/headers")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert hashlib.sha256(conn.sock.getpeercert(binary_form=True)).hexdigest() == fp
+        conn.close()
