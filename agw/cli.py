@@ -106,7 +106,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .devtools.demo import run_demo
         return run_demo(args)
     resolve = _parse_resolve(args.resolve)
-    runtime = Runtime(load_or_exit(args.files, resolve))   # the policies `check` built, before binding
+    try:
+        runtime = Runtime(load_or_exit(args.files, resolve))   # the policies `check` built, before binding
+    except ConfigError as e:   # what only the runtime can judge: a certificate that cannot be served
+        for line in e.lines():
+            print(line, file=sys.stderr)
+        return 2
     admin = parse_admin(args.admin)
     source = ConfigSource(args.files, resolve)
     if args.workers > 1:

@@ -14,6 +14,7 @@ leave routes open.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -24,8 +25,8 @@ from .errors import from_validation_error, join_path
 from .kube_authz import AuthzLevels, translate_authorization
 from .kube_model import (GatewaySpec, HTTPRouteSpec, JwksSpec, JwtAuthenticationSpec, Metadata, ParentRef,
                          PolicySpec, ProviderSpec, RouteMatchSpec, RuleSpec, TargetRef)
-from .model import (Backend, Bind, HeaderMatch, Jwks, JwtAuth, Listener, Match, PathMatch, Policies, Provider,
-                    Route, StringMatch, Timeout, ValidationOptions)
+from .model import (Backend, Bind, CertificateFiles, HeaderMatch, Jwks, JwtAuth, Listener, Match, PathMatch,
+                    Policies, Provider, Route, StringMatch, Timeout, Tls, ValidationOptions)
 from .validate import Problems, check_jwt_auth, normalize_mode
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
@@ -118,6 +119,7 @@ class _GatewayListener:
     allowed_from: str
     native_name: str
     entries: list["_Entry"] = field(default_factory=list)
+    certificates: Optional[list[CertificateFiles]] = None    # an HTTPS listener's, from its certificateRefs
 
 
 @dataclass
@@ -269,12 +271,14 @@ class _Translator:
                     status.fail(INVALID, f"{path}.port", "required")
                 elif not 0 < ls.port < 65536:
                     status.fail(INVALID, f"{path}.port", f"port {ls.port} out of range")
+                certificates = None
                 if ls.protocol is None:
                     status.fail(INVALID, f"{path}.protocol", "required")
-                elif ls.protocol != "HTTP":
+                elif ls.protocol not in ("HTTP", "HTTPS"):
                     status.fail(INVALID, f"{path}.protocol",
-                                f"unsupported protocol {ls.protocol!r} (agw translates HTTP listeners; "
-                                f"terminate TLS with the native config's `tls`)")
+                                f"unsupported protocol {ls.protocol!r} (agw translates HTTP and HTTPS listeners)")
+                elif ls.protocol == "HTTPS":
+                    certificates = listener_certificates(ls.tls, gw.namespace, f"{path}.tls", status)
                 if ls.tls is not None and ls.protocol == "HTTP":
                     status.fail(INVALID, f"{path}.tls", "not allowed on an HTTP listener")
                 if ls.hostname is not None and not _valid_hostname(ls.hostname):
@@ -292,7 +296,8 @@ class _Translator:
                                         "only HTTPRoute is supported")
                 if status.accepted:
                     listeners.append(_GatewayListener(gw, ls.name, ls.port, ls.hostname, allowed,
-                                                      f"{gw.namespace}/{gw.name}/{ls.name}"))
+                                                      f"{gw.namespace}/{gw.name}/{ls.name}",
+                                                      certificates=certificates))
         self.listeners[gw.key] = listeners if status.accepted else []
 
     # -- HTTPRoute -----------------------------------------------------------------------------------------
@@ -692,8 +697,18 @@ class _Translator:
 
     def native_binds(self) -> list[Bind]:
         by_port: dict[int, list[Listener]] = {}
+        # A port's HTTPS listeners share one TLS bind: their certificates together, chosen per handshake by SNI.
+        certs_by_port: dict[int, list[CertificateFiles]] = {}
         for gw in sorted(self.gateways.values(), key=lambda o: o.order):
             for ls in self.listeners.get(gw.key, []):
+                https = ls.certificates is not None
+                if ls.port in by_port and (ls.port in certs_by_port) != https:
+                    gw.status.fail(CONFLICTED, f"listener {ls.name}",
+                                   f"port {ls.port} has both HTTP and HTTPS listeners (one protocol per port)")
+                    continue
+                if https:
+                    have = certs_by_port.setdefault(ls.port, [])
+                    have.extend(c for c in ls.certificates if c not in have)
                 routes = []
                 for e in sorted(ls.entries, key=_Entry.sort_key):
                     if not e.route.status.accepted or e.blocked:
@@ -708,7 +723,9 @@ class _Translator:
                 self.result.routes.extend(routes)
                 by_port.setdefault(ls.port, []).append(Listener(name=ls.native_name, protocol="HTTP",
                                                                 hostname=ls.hostname, routes=routes))
-        return [Bind(port=port, listeners=listeners) for port, listeners in by_port.items()]
+        return [Bind(port=port, listeners=listeners,
+                     tls=Tls(certificates=certs_by_port[port]) if port in certs_by_port else None)
+                for port, listeners in by_port.items()]
 
     def run(self, docs: list) -> list[Bind]:
         self.read(docs)
@@ -722,6 +739,53 @@ class _Translator:
                 self.http_route(route)
         self.apply_policies()
         return self.native_binds()
+
+
+SECRETS_DIR_VARIABLE = "AGW_SECRETS_DIR"
+
+
+def secret_files(namespace: str, name: str) -> CertificateFiles:
+    """Where a `kubernetes.io/tls` Secret's two keys are read from: `<dir>/<namespace>/<name>/tls.crt` and
+    `tls.key`, the layout of a Secret mounted as a volume (one directory per Secret). `<dir>` is
+    $AGW_SECRETS_DIR, else `secrets` beside the first config file."""
+    root = os.environ.get(SECRETS_DIR_VARIABLE) or "secrets"
+    return CertificateFiles(cert=os.path.join(root, namespace, name, "tls.crt"),
+                            key=os.path.join(root, namespace, name, "tls.key"))
+
+
+def listener_certificates(tls: Optional[dict], namespace: str, path: str,
+                          status: ObjectStatus) -> Optional[list[CertificateFiles]]:
+    """An HTTPS listener's `tls` (mode Terminate, certificateRefs to Secrets) as certificate files; problems go
+    to `status`. What agw cannot honour is refused: Passthrough, options, frontend validation, references to
+    another namespace (they need a ReferenceGrant, which agw does not read) or to anything but a Secret."""
+    if not isinstance(tls, dict):
+        status.fail(INVALID, path, "required on an HTTPS listener (certificateRefs)")
+        return None
+    for key in sorted(set(tls) - {"mode", "certificateRefs"}):
+        status.fail(INVALID, f"{path}.{key}", "not supported")
+    if tls.get("mode", "Terminate") != "Terminate":
+        status.fail(INVALID, f"{path}.mode", f"unsupported mode {tls.get('mode')!r} (Terminate)")
+    refs = tls.get("certificateRefs")
+    if not isinstance(refs, list) or not refs:
+        status.fail(INVALID, f"{path}.certificateRefs", "at least one Secret is required")
+        return None
+    out = []
+    for i, ref in enumerate(refs):
+        rpath = f"{path}.certificateRefs[{i}]"
+        if not isinstance(ref, dict) or not ref.get("name"):
+            status.fail(INVALID, f"{rpath}.name", "required")
+            continue
+        for key in sorted(set(ref) - {"group", "kind", "name", "namespace"}):
+            status.fail(INVALID, f"{rpath}.{key}", "unknown field")
+        if ref.get("group", "") not in ("", "core") or ref.get("kind", "Secret") != "Secret":
+            status.fail(INVALID, rpath, "only Secrets (group \"\", kind Secret) are supported")
+            continue
+        if ref.get("namespace", namespace) != namespace:
+            status.fail(INVALID, f"{rpath}.namespace", "a Secret of another namespace needs a ReferenceGrant, "
+                                                      "which agw does not read")
+            continue
+        out.append(secret_files(namespace, ref["name"]))
+    return out if status.accepted else None
 
 
 def _valid_hostname(host: str) -> bool:
@@ -765,7 +829,7 @@ def translate(docs: list, loaded: Any, resolve: dict[str, str]) -> Translation:
     for bind in binds:
         # A Gateway on a port the native config already serves shares its listener socket.
         for i, existing in enumerate(merged):
-            if existing.port == bind.port and existing.address == bind.address and existing.tls is None:
+            if (existing.port, existing.address) == (bind.port, bind.address) and existing.tls is bind.tls is None:
                 merged[i] = msgspec.structs.replace(existing, listeners=existing.listeners + bind.listeners)
                 break
         else:

@@ -196,9 +196,25 @@ class Listener(_Base, kw_only=True):
     routes: list[Route] = msgspec.field(default_factory=list)
 
 
-class Tls(_Base, kw_only=True):
+class CertificateFiles(_Base, kw_only=True):
+    """A certificate chain (leaf first, PEM) and its private key (PEM), as files."""
     cert: str
     key: str
+
+
+class ClientCertificate(_Base, kw_only=True):
+    """mTLS on a bind: ask clients for a certificate and verify it against `caCertificates` (a PEM file)."""
+    mode: str = "required"               # required | optional
+    ca_certificates: Optional[str] = None
+
+
+class Tls(_Base, kw_only=True):
+    """TLS on a bind: one certificate (`cert`/`key`, the original shape) or several (`certificates`), chosen
+    per handshake by SNI among the names of each certificate (its subjectAltName)."""
+    cert: Optional[str] = None
+    key: Optional[str] = None
+    certificates: Optional[list[CertificateFiles]] = None
+    client_certificate: Optional[ClientCertificate] = None
 
 
 class Bind(_Base, kw_only=True):

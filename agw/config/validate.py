@@ -11,7 +11,7 @@ from .._fastjwt import CLAIM_BITS
 from .authz import check_authorization
 from .durations import parse_duration
 from .errors import join_path
-from .model import Config, Jwks, JwtAuth, Location, Policies, Provider, Route
+from .model import Config, Jwks, JwtAuth, Location, Policies, Provider, Route, Tls
 
 MODES = ("strict", "optional", "permissive")
 # What requiredClaims may name is what the verification core enforces: its own table, never a copy of it.
@@ -78,9 +78,7 @@ def check_config(cfg: Config, prefix: str = "") -> list[tuple[str, str]]:
             p.add(f"{bpath}.port", f"port {bind.port} is already bound by {seen_ports[key]}")
         seen_ports[key] = bpath
         if bind.tls is not None:
-            for field in ("cert", "key"):
-                if not getattr(bind.tls, field):
-                    p.add(f"{bpath}.tls.{field}", "required")
+            check_tls(p, f"{bpath}.tls", bind.tls)
         for li, listener in enumerate(bind.listeners):
             lpath = f"{bpath}.listeners[{li}]"
             if listener.protocol.upper() not in ("HTTP", "HTTPS"):
@@ -248,3 +246,30 @@ def check_location(p: Problems, path: str, loc: Location) -> None:
         named = getattr(loc, field)
         if named is not None and not named.name:
             p.add(f"{path}.{'queryParameter' if field == 'query_parameter' else field}.name", "required")
+
+
+def check_tls(p: Problems, path: str, tls: Tls) -> None:
+    """The shape of a bind's `tls` (the files themselves are read when the listeners are built,
+    agw/serve/tls.py): one certificate (`cert` and `key`) or a list (`certificates`), not both."""
+    single = tls.cert is not None or tls.key is not None
+    if single and tls.certificates is not None:
+        p.add(f"{path}.certificates", "not allowed together with cert/key (list every certificate here)")
+    elif single:
+        for field in ("cert", "key"):
+            if not getattr(tls, field):
+                p.add(f"{path}.{field}", "required")
+    elif tls.certificates is None:
+        p.add(path, "a certificate is required: cert and key, or certificates: [{cert, key}, ...]")
+    elif not tls.certificates:
+        p.add(f"{path}.certificates", "at least one certificate is required")
+    for ci, files in enumerate(tls.certificates or []):
+        for field in ("cert", "key"):
+            if not getattr(files, field):
+                p.add(f"{path}.certificates[{ci}].{field}", "required")
+    cc = tls.client_certificate
+    if cc is not None:
+        if cc.mode.strip().lower() not in ("required", "optional"):
+            p.add(f"{path}.clientCertificate.mode", f"invalid mode {cc.mode!r} (required or optional)")
+        if not cc.ca_certificates:
+            p.add(f"{path}.clientCertificate.caCertificates",
+                  "required (a PEM file of the CAs that issue client certificates)")

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import time
 from typing import Any, Callable, Optional
 
@@ -19,9 +18,11 @@ from ..check import Checked, load_checked
 from ..config import ConfigError
 from ..config.compile import compile_config
 from ..config.model import JwtAuth
+from ..config.validate import normalize_mode
 from ..jwt.jwks import RemoteSource
 from .accesslog import AccessLog
 from .counters import RetiredCounters
+from .tls import BindTls, CertificateBinding, TlsFront
 from ..proxy.metrics import Stats, merge, render
 from ..proxy.routing import Router, build_router
 from ..proxy.context import ServerContext
@@ -70,14 +71,19 @@ def _authz_policy_factory() -> Callable[[Any, str], Any]:
 
 def _policy_factory(checked: Checked, built: list) -> Callable[[Any, str], tuple]:
     """Builds a route's request-policy chain (agw/chain.py) from its `policies`, in the order they apply, out
-    of the policies `agw check` built (authorization rules, compiled at load, are built here)."""
+    of the policies `agw check` built (authorization rules, compiled at load, are built here). A jwtAuth that
+    can refuse (strict, optional) is followed by the RFC 8705 certificate-binding check (agw/serve/tls.py): a
+    token bound to a client certificate is refused without it."""
     make_jwt = _policy_lookup(checked, built)
     make_authz = _authz_policy_factory()
+    binding = CertificateBinding()
 
     def make(policies: Any, route_name: str) -> tuple:
         chain = []
         if policies.jwt_auth is not None:
             chain.append(make_jwt(policies.jwt_auth, route_name))
+            if normalize_mode(policies.jwt_auth.mode) != "permissive":
+                chain.append(binding)
         if policies.authorization is not None and policies.authorization.rules:
             chain.append(make_authz(policies.authorization, route_name))
         return tuple(chain)
@@ -95,11 +101,51 @@ class Runtime:
         self.settings = self.plan.settings
         self.pools: dict[str, BackendPool] = {}
         self.policies: list = []
+        # TLS first: a certificate that cannot be served refuses the config (at start, or a reload) with its path.
+        self.tls: dict[tuple[str, int], BindTls] = {}
+        problems: list[tuple[str, str]] = []
+        for bi, bind in enumerate(loaded.config.binds):
+            if bind.tls is not None:
+                try:
+                    self.tls[(bind.address, bind.port)] = BindTls(bind.tls, loaded.base_dir, f"binds[{bi}].tls")
+                except ConfigError as e:
+                    problems.extend(e.problems)
+        if problems:
+            raise ConfigError(problems)
+        self._fronts: Optional[dict[tuple[str, int], TlsFront]] = None
         factory = _policy_factory(checked, self.policies)
         self.routers: list[tuple[Any, Router]] = [
             (bind.bind, build_router(bind.routes, self.settings, factory, self.pools))
             for bind in self.plan.binds
         ]
+
+    def tls_fronts(self) -> dict[tuple[str, int], TlsFront]:
+        """The long-lived contexts of this config's TLS binds, made once (before `--workers` forks, so that
+        every worker has the same session-ticket keys)."""
+        if self._fronts is None:
+            self._fronts = {key: TlsFront(tls) for key, tls in self.tls.items()}
+        return self._fronts
+
+    def adopt_fronts(self, fronts: dict[tuple[str, int], TlsFront]) -> dict[tuple[str, int], TlsFront]:
+        """On a reload: this config's TLS binds keep the fronts they had (session-ticket keys, TLS 1.2 session
+        cache) with this config's certificates installed; a new TLS bind gets a front of its own."""
+        self._fronts = {}
+        for key, tls in self.tls.items():
+            front = fronts.get(key)
+            if front is None:
+                front = TlsFront(tls)
+            else:
+                front.install(tls)   # new handshakes get the new certificates; open connections go on
+            self._fronts[key] = front
+        return self._fronts
+
+    def tls_files(self) -> list[str]:
+        """Certificate, key and CA files: `--watch` reloads when one changes (a renewal)."""
+        return [f for tls in self.tls.values() for f in tls.files()]
+
+    def log_tls(self) -> None:
+        for (address, port), tls in self.tls.items():
+            tls.log_loaded(f"{address}:{port}")
 
     async def start_policies(self) -> None:
         for p in self.policies:
@@ -165,12 +211,17 @@ def make_listen_socket(address: str, port: int, reuse_port: bool) -> socket.sock
     return sock
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
+def tls_toggled(old: Runtime, new: Runtime) -> list[str]:
+    """Reasons a reload cannot be applied in place: a bound port that would switch between TLS and plain HTTP
+    (its listening server is made with or without TLS; it keeps its socket across reloads)."""
+    out = []
+    old_keys = {(b.address, b.port) for b in old.loaded.config.binds}
+    for bi, bind in enumerate(new.loaded.config.binds):
+        key = (bind.address, bind.port)
+        if key in old_keys and (key in old.tls) != (key in new.tls):
+            out.append(f"binds[{bi}].tls: {bind.address}:{bind.port} cannot switch between TLS and plain HTTP "
+                       "on a reload (restart agw, or use another port)")
+    return out
 
 
 class ConfigSource:
@@ -179,15 +230,22 @@ class ConfigSource:
     def __init__(self, files: list[str], resolve: dict[str, str]) -> None:
         self.files = files
         self.resolve = resolve
+        self.also: list[str] = []    # files the config names that --watch follows too (certificates, keys)
         self.mtimes = self._mtimes()
 
-    def _mtimes(self) -> dict[str, float]:
+    def watch_files(self, paths: list[str]) -> None:
+        """Follow these files too from now on (a certificate renewed in place triggers a reload)."""
+        self.also = list(dict.fromkeys(paths))
+        self.mtimes = self._mtimes()
+
+    def _mtimes(self) -> dict[str, tuple]:
         out = {}
-        for f in self.files:
+        for f in [*self.files, *self.also]:
             try:
-                out[f] = os.stat(f).st_mtime
+                st = os.stat(f)   # follows symlinks: a `live/` link moved to a new `archive/` file counts
+                out[f] = (st.st_mtime_ns, st.st_size, st.st_ino)
             except OSError:
-                out[f] = 0.0
+                out[f] = ()
         return out
 
     def changed(self) -> bool:
@@ -200,7 +258,9 @@ class ConfigSource:
     def build(self) -> "Runtime":
         """Load, check (building every policy once) and build; raises ConfigError with the lines `agw check`
         prints."""
-        return Runtime(load_checked(self.files, resolve=self.resolve))
+        runtime = Runtime(load_checked(self.files, resolve=self.resolve))
+        self.watch_files(runtime.tls_files())
+        return runtime
 
 
 class Worker:
@@ -212,6 +272,7 @@ class Worker:
         self.reuse_port = reuse_port
         self.servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
         self.contexts: dict[tuple[str, int], ServerContext] = {}
+        self.fronts: dict[tuple[str, int], TlsFront] = {}   # per TLS bind, kept across reloads
         self.sockets = sockets if sockets is not None else {}
         self.draining = False
         self.stats = Stats()
@@ -235,6 +296,7 @@ class Worker:
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
+        self.fronts.update(self.runtime.tls_fronts())
         await self.runtime.start_policies()
         # Bound now (an address in use fails at once); traffic is taken once every remote JWKS holds keys, or
         # when the start-up grace is over (connections wait in the backlog meanwhile).
@@ -251,14 +313,17 @@ class Worker:
 
     async def _start_bind(self, bind: Any, router: Router) -> None:
         loop = asyncio.get_running_loop()
+        key = (bind.address, bind.port)
         ssl_ctx = None
-        if bind.tls is not None:
-            base = self.runtime.loaded.base_dir
-            ssl_ctx = tls_context(os.path.join(base, bind.tls.cert), os.path.join(base, bind.tls.key))
+        tls = self.runtime.tls.get(key)
+        if tls is not None:
+            front = self.fronts.get(key)
+            if front is None:
+                front = self.fronts[key] = TlsFront(tls)
+            ssl_ctx = front.context
         ctx = ServerContext(router, self.runtime.settings, scheme=b"https" if ssl_ctx else b"http",
                             on_request=self.access_log.record if self.access_log is not None else None,
                             stats=self.stats)
-        key = (bind.address, bind.port)
         sock = self.sockets.get(key) or make_listen_socket(bind.address, bind.port, self.reuse_port)
         self.sockets[key] = sock
         # A TLS handshake that never completes holds a socket like a slow request head does: same bound
@@ -278,6 +343,7 @@ class Worker:
         old = self.runtime
         self.runtime = runtime
         wanted = {(b.address, b.port): (b, r) for b, r in runtime.routers}
+        self.fronts = dict(runtime.adopt_fronts(self.fronts))
         for key in list(self.servers):
             if key not in wanted:
                 self.servers.pop(key).close()
@@ -391,6 +457,10 @@ async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: fl
             task.add_done_callback(lambda t: reloading.clear())
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    if source is not None:
+        source.watch_files(runtime.tls_files())
+    if not reuse_port:
+        runtime.log_tls()
     admin_servers = []
     if admin is not None or admin_unix is not None:
         from .admin import AdminServer   # not loaded at all with --admin off
@@ -431,6 +501,13 @@ async def _reload(worker: Worker, source: ConfigSource) -> None:
     runtime = await asyncio.get_running_loop().run_in_executor(None, build_or_refuse, source)
     if runtime is None:
         return
+    toggled = tls_toggled(worker.runtime, runtime)
+    if toggled:
+        log.error("reload refused, still serving the previous config: %s", "; ".join(toggled),
+                  extra={"event": "reload_refused"})
+        return
+    if not worker.reuse_port:   # with --workers, the supervisor logs it once
+        runtime.log_tls()
     await worker.reload(runtime)
     log.info("config reloaded from %s", ", ".join(source.files), extra={"event": "reloaded"})
 

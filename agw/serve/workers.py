@@ -22,7 +22,7 @@ import orjson
 
 from .accesslog import AccessLog, open_sink
 from .admin import AdminServer   # loaded before the fork: every worker serves its admin socket with it
-from .app import ConfigSource, Runtime, build_or_refuse, install_uvloop, make_listen_socket, serve
+from .app import ConfigSource, Runtime, build_or_refuse, install_uvloop, make_listen_socket, serve, tls_toggled
 from ..proxy.metrics import merge, render
 
 log = logging.getLogger("agw.workers")
@@ -44,6 +44,12 @@ class Supervisor:
             {(b.address, b.port): make_listen_socket(b.address, b.port, True) for b in runtime.loaded.config.binds}
             for _ in range(n)
         ]
+        # Made here, before the fork: every worker inherits the same contexts, so the same session-ticket keys
+        # (a client resumes on any worker). Kept for the supervisor's life; a restarted worker inherits them too.
+        runtime.tls_fronts()
+        runtime.log_tls()
+        if source is not None:
+            source.watch_files(runtime.tls_files())
 
     def worker_socket(self, i: int) -> str:
         return os.path.join(self.dir, f"worker-{i}.sock")
@@ -125,6 +131,13 @@ class Supervisor:
         runtime = build_or_refuse(self.source)   # refused once here, with its reason, before any worker sees it
         if runtime is None:
             return
+        toggled = tls_toggled(self.runtime, runtime)
+        if toggled:
+            log.error("reload refused, still serving the previous config: %s", "; ".join(toggled),
+                      extra={"event": "reload_refused"})
+            return
+        runtime.log_tls()
+        runtime.adopt_fronts(self.runtime.tls_fronts())   # a worker forked later shares the ticket keys too
         # A worker restarted later must start on this config, not the one agw started with; and a bind the
         # new config drops must stop listening: the supervisor's copies of its sockets would otherwise
         # keep accepting connections into a queue no worker reads.

@@ -511,11 +511,60 @@ def test_unset_variable_makes_the_object_invalid(tmp_path):
     assert routes_of(loaded) == {}
 
 
-def test_https_listener_is_refused(tmp_path):
-    gw = GATEWAY.replace("protocol: HTTP,", "protocol: HTTPS,")
-    assert load_docs(tmp_path, gw).statuses == [
-        "Gateway/agentgateway-system/agentgateway-proxy: Invalid: spec.listeners[0].protocol: unsupported protocol "
-        "'HTTPS' (agw translates HTTP listeners; terminate TLS with the native config's `tls`)"]
+HTTPS_GATEWAY = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: edge}
+spec:
+  gatewayClassName: agentgateway
+  listeners:
+  - {protocol: HTTPS, port: 8443, name: a, hostname: a.example.com,
+     tls: {mode: Terminate, certificateRefs: [{kind: Secret, name: a-cert}]}}
+  - {protocol: HTTPS, port: 8443, name: b, hostname: b.example.com,
+     tls: {certificateRefs: [{group: "", kind: Secret, name: b-cert, namespace: edge}]}}
+"""
+
+
+def test_https_listeners_become_one_tls_bind_with_their_secrets(tmp_path, monkeypatch):
+    monkeypatch.delenv("AGW_SECRETS_DIR", raising=False)
+    loaded = load_docs(tmp_path, HTTPS_GATEWAY)
+    assert loaded.statuses == ["Gateway/edge/gw: Accepted"]
+    [bind] = loaded.config.binds
+    assert bind.port == 8443 and [li.name for li in bind.listeners] == ["edge/gw/a", "edge/gw/b"]
+    assert [(c.cert, c.key) for c in bind.tls.certificates] == [
+        ("secrets/edge/a-cert/tls.crt", "secrets/edge/a-cert/tls.key"),
+        ("secrets/edge/b-cert/tls.crt", "secrets/edge/b-cert/tls.key")]
+    monkeypatch.setenv("AGW_SECRETS_DIR", "/var/run/secrets/agw")
+    [bind] = load_docs(tmp_path, HTTPS_GATEWAY).config.binds
+    assert bind.tls.certificates[0].cert == "/var/run/secrets/agw/edge/a-cert/tls.crt"
+
+
+@pytest.mark.parametrize("listener,problem", [
+    ("{protocol: HTTPS, port: 8443, name: x}", "spec.listeners[0].tls: required on an HTTPS listener"),
+    ("{protocol: HTTPS, port: 8443, name: x, tls: {mode: Passthrough, certificateRefs: [{name: s}]}}",
+     "spec.listeners[0].tls.mode: unsupported mode 'Passthrough' (Terminate)"),
+    ("{protocol: HTTPS, port: 8443, name: x, tls: {certificateRefs: [{name: s, namespace: other}]}}",
+     "spec.listeners[0].tls.certificateRefs[0].namespace: a Secret of another namespace needs a ReferenceGrant"),
+    ("{protocol: HTTPS, port: 8443, name: x, tls: {certificateRefs: [{kind: ConfigMap, name: s}]}}",
+     "spec.listeners[0].tls.certificateRefs[0]: only Secrets"),
+    ("{protocol: HTTPS, port: 8443, name: x, tls: {certificateRefs: [{name: s}], options: {a: b}}}",
+     "spec.listeners[0].tls.options: not supported"),
+    ("{protocol: TLS, port: 8443, name: x}", "spec.listeners[0].protocol: unsupported protocol 'TLS'"),
+])
+def test_https_listeners_agw_cannot_honour_are_refused(tmp_path, listener, problem):
+    gw = ("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: edge}\n"
+          f"spec:\n  listeners:\n  - {listener}\n")
+    [line] = load_docs(tmp_path, gw).statuses
+    assert line.startswith("Gateway/edge/gw: Invalid: ") and problem in line, line
+
+
+def test_http_and_https_on_one_port_conflict(tmp_path):
+    gw = HTTPS_GATEWAY + "  - {protocol: HTTP, port: 8443, name: plain}\n"
+    loaded = load_docs(tmp_path, gw)
+    assert loaded.statuses == ["Gateway/edge/gw: Conflicted: listener plain: port 8443 has both HTTP and HTTPS "
+                               "listeners (one protocol per port)"]
+    [bind] = loaded.config.binds
+    assert bind.tls is not None and [li.name for li in bind.listeners] == ["edge/gw/a", "edge/gw/b"]
 
 
 def test_route_filters_are_refused(tmp_path):
