@@ -50,8 +50,10 @@ SYSTEMS = {s.key: s for s in [
     System("aiohttp", "aiohttp + PyJWT", jwt=True, plain_label="aiohttp (no verification)"),
     System("agw1", "agw 1 worker", jwt=True),
     System("agw2", "agw --workers 2 (unpinned)", jwt=True),
+    # agw 1 worker from another checkout (load.py --ref-tree DIR, e.g. the previous main): A/B in one run.
+    System("agwref", "agw 1 worker, reference tree", jwt=True),
 ]}
-DEFAULT_SYSTEMS = list(SYSTEMS)
+DEFAULT_SYSTEMS = [k for k in SYSTEMS if k != "agwref"]
 # The load generator's own ceiling with a token header, and with a Lua script choosing a token per request
 # (it shares core 0 with the upstream): measured by sending those requests straight to the upstream.
 CEILING_SCENARIOS = ("same-rs256", "new-rs256")

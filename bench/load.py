@@ -276,7 +276,11 @@ class Bench:
             if system.key == "agw2":
                 argv += ["--workers", "2"]
                 core = None
-            proc = self.procs.start(f"{system.key}-{scenario.key}", argv, core=core, cwd=REPO_DIR)
+            cwd, env = REPO_DIR, None
+            if system.key == "agwref":
+                cwd = self.args.ref_tree   # its own agw package (built in place), not this checkout's
+                env = dict(os.environ, PYTHONPATH=cwd)
+            proc = self.procs.start(f"{system.key}-{scenario.key}", argv, core=core, cwd=cwd, env=env)
         wait_ready(self.procs, proc, port, system.label)
         return proc
 
@@ -456,6 +460,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     parser.add_argument("--out", help="also write the results as markdown to this file")
     parser.add_argument("--keep-workdir", action="store_true", help="keep configs and logs (path printed)")
+    parser.add_argument("--ref-tree", help="another agw checkout, built in place (python setup.py build_ext "
+                        "--inplace): measured as system agwref, beside agw1, in the same run")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup = 2.0, 1.0
@@ -470,6 +476,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"missing tools: {', '.join(missing)} (apt-get install nginx haproxy wrk util-linux)", file=sys.stderr)
         return 2
     systems = [] if args.memory_only else [SYSTEMS[k] for k in args.systems]
+    if any(sy.key == "agwref" for sy in systems) and not args.ref_tree:
+        print("system agwref needs --ref-tree DIR", file=sys.stderr)
+        return 2
     scenarios = [SCENARIOS[k] for k in args.scenarios]
     # Scenario-major: the systems compared in one scenario are measured minutes apart at most, so a change in
     # background load on a shared machine shifts them together; the table is printed system by system.

@@ -41,28 +41,36 @@ def request_head(method: bytes, target: bytes, lines: list, headers: list, hdict
             new_cookie = verdict.new_cookie
             add_headers = verdict.add_headers
         else:
-            drops = set()
-            added: list = []
+            # Most verdicts edit nothing (an authorization allow): nothing is allocated for them.
+            more_drops = None
             for verdict in verdicts:
-                if verdict.drop_header is not None:
-                    drops.add(verdict.drop_header)
+                dropped = verdict.drop_header
+                if dropped is not None:
+                    if drop_header is None:
+                        drop_header = dropped
+                    elif dropped != drop_header:
+                        more_drops = (more_drops or frozenset()) | {dropped}
                 if verdict.new_target is not None:
                     new_target = verdict.new_target
                 if verdict.new_cookie is not None:
                     new_cookie = verdict.new_cookie
-                added += verdict.add_headers
-            add_headers = added
-            strip = strip | drops
+                added = verdict.add_headers
+                if added:
+                    add_headers = added if not add_headers else list(add_headers) + list(added)
+            if more_drops is not None:
+                strip = strip | more_drops
     parts = [method, b" ", new_target or target, b" HTTP/1.1\r\n"]
     parts += lines
+    cookie_written = False
     for lname, name, value in headers:
         if lname in skip or lname in strip or lname == drop_header or lname[:6] == b"proxy-" \
                 or lname[:12] == b"x-forwarded-":
             continue
         if lname == b"cookie" and new_cookie is not None:
-            if new_cookie:
+            # The new value replaces every Cookie line (a policy read them all, joined): written once.
+            if new_cookie and not cookie_written:
                 parts += (b"cookie: ", new_cookie, _CRLF)
-            new_cookie = None  # written once, for all Cookie lines
+            cookie_written = True
             continue
         parts += (name, _SEP, value, _CRLF)
     for name, value in add_headers:

@@ -12,5 +12,4 @@ cdef class Stats:
     cdef public dict routes
     cdef public dict outcomes
 
-    cpdef record(self, str route, status, double seconds)
-    cpdef outcome(self, str route, str kind, str label, str outcome)
+    cpdef record(self, str route, status, double seconds, tuple policies, verdicts)

@@ -46,17 +46,20 @@ class Stats:
         self.routes = {}       # route name -> RouteStats
         self.outcomes = {}     # (route, policy kind, label, outcome) -> count
 
-    def record(self, route: str, status, seconds: float) -> None:
-        """Count one answered request (called by the compiled server for every request: keep it cheap)."""
+    def record(self, route: str, status, seconds: float, policies: tuple, verdicts) -> None:
+        """Count one answered request and the verdicts of the policies it passed (called by the compiled
+        exchange for every request: keep it cheap)."""
         counters = self.routes.get(route)
         if counters is None:
             counters = self.routes[route] = RouteStats()
         counters.add(status, seconds)
-
-    def outcome(self, route: str, kind: str, label: str, outcome: str) -> None:
-        """Count one policy verdict (labels are bounded by the policies: configured names, fixed outcomes)."""
-        key = (route, kind, label, outcome)
-        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        if verdicts is not None:
+            outcomes = self.outcomes
+            i: cython.Py_ssize_t
+            for i in range(len(verdicts)):
+                verdict = verdicts[i]
+                key = (route, policies[i].kind, verdict.label, verdict.outcome)
+                outcomes[key] = outcomes.get(key, 0) + 1
 
     def snapshot(self, runtime: Any = None) -> dict:
         """A JSON-able copy, with the gauges read from the runtime (pools, caches, JWKS)."""

@@ -358,14 +358,10 @@ class ClientProtocol(ClientFlow):
         stats = self.ctx.stats
         if stats is not None:
             route = ex.route
-            name = route.name if route is not None else ""
-            stats.record(name, ex.status, _monotonic() - ex.start_time)
-            verdicts = ex.verdicts
-            if verdicts is not None:
-                policies = route.policies
-                for i in range(len(verdicts)):
-                    verdict = verdicts[i]
-                    stats.outcome(name, policies[i].kind, verdict.label, verdict.outcome)
+            if route is None:
+                stats.record("", ex.status, _monotonic() - ex.start_time, (), None)
+            else:
+                stats.record(route.name, ex.status, _monotonic() - ex.start_time, route.policies, ex.verdicts)
         hook = self.ctx.on_request
         if hook is not None:
             hook(ex)

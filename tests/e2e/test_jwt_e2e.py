@@ -174,6 +174,15 @@ def test_token_in_a_cookie_is_removed_before_the_backend(agw_proxy, idp, httpbin
     only_jwt = proxy.get("/headers", {"Cookie": f"jwt={token}"})
     assert "cookie" not in echoed_headers(only_jwt)
     assert_refused(proxy.get("/cookies", {"Cookie": "theme=dark"}), "no bearer token found", token_sent=False)
+    # Issue 20 F5: a second Cookie line cannot carry a forged credential past the removal.
+    for lines in ([("Cookie", f"jwt={token}"), ("Cookie", "jwt=FORGED")],
+                  [("Cookie", f"jwt={token}; a=1"), ("Cookie", "b=2"), ("Cookie", "jwt=FORGED; c=3")]):
+        response = proxy.get("/headers", lines)
+        assert response.status == 200, response.text
+        sent = echoed_headers(response).get("cookie", "")
+        assert "jwt" not in sent and "FORGED" not in sent, sent
+    response = proxy.get("/cookies", [("Cookie", f"jwt={token}; a=1"), ("Cookie", "b=2")])
+    assert response.json()["cookies"] == {"a": "1", "b": "2"}
 
 
 # --- key sources and providers -----------------------------------------------------------------------------
