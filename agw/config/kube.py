@@ -21,7 +21,7 @@ from typing import Any, Optional
 import msgspec
 
 from .durations import parse_duration
-from .errors import from_validation_error, join_path
+from .errors import from_validation_error
 from .kube_authz import AuthzLevels, translate_authorization
 from .kube_model import (GatewaySpec, HTTPRouteSpec, JwksSpec, JwtAuthenticationSpec, Metadata, ParentRef,
                          PolicySpec, ProviderSpec, RouteMatchSpec, RuleSpec, TargetRef)
@@ -30,6 +30,7 @@ from .model import (Backend, Bind, CertificateFiles, HeaderMatch, Jwks, JwtAuth,
 from .validate import Problems, check_jwt_auth, normalize_mode
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_CLASS = "agentgateway"     # the GatewayClass agw serves, as agentgateway's controller does
 POLICY_KINDS = ("AgentgatewayPolicy", "TrafficPolicy")
 DEFAULT_NAMESPACE = "default"
 CLUSTER_DOMAIN = "svc.cluster.local"
@@ -257,6 +258,13 @@ class _Translator:
         spec = _decode(GatewaySpec, gw.body.get("spec"), status)
         listeners: list[_GatewayListener] = []
         if spec is not None:
+            if spec.gateway_class_name is not None and spec.gateway_class_name != GATEWAY_CLASS:
+                status.fail(INVALID, "spec.gatewayClassName",
+                            f"agw serves GatewayClass {GATEWAY_CLASS!r}, not {spec.gateway_class_name!r}")
+            for name, camel in (("addresses", "addresses"), ("infrastructure", "infrastructure")):
+                if getattr(spec, name) is not None:
+                    status.fail(INVALID, f"spec.{camel}", "not supported (agw listens on its own addresses)"
+                                if name == "addresses" else "not supported (agw provisions no infrastructure)")
             if not spec.listeners:
                 status.fail(INVALID, "spec.listeners", "at least one listener is required")
             names: set[str] = set()
@@ -289,6 +297,9 @@ class _Translator:
                     if allowed not in ("Same", "All"):
                         status.fail(INVALID, f"{path}.allowedRoutes.namespaces.from",
                                     f"unsupported value {allowed!r} (Same or All; agw has no namespace labels)")
+                    if ls.allowed_routes.namespaces.selector is not None:
+                        status.fail(INVALID, f"{path}.allowedRoutes.namespaces.selector",
+                                    "not supported (agw has no namespace labels)")
                 if ls.allowed_routes is not None:
                     for ki, kind in enumerate(ls.allowed_routes.kinds or []):
                         if kind.get("kind") != "HTTPRoute" or not _is_gateway_group(kind.get("group")):
@@ -573,9 +584,9 @@ class _Translator:
         ja = JwtAuth(mode=mode, providers=providers)
         # The native checks as a safety net: whatever they still find is reported under the policy.
         native = Problems()
-        check_jwt_auth(native, "", ja)
+        check_jwt_auth(native, p, ja)
         for path, reason in native:
-            status.fail(INVALID, join_path(p, path), reason)
+            status.fail(INVALID, path, reason)
         return ja if not native else None
 
     def _provider(self, status: ObjectStatus, path: str, spec: ProviderSpec) -> Optional[Provider]:
@@ -721,8 +732,8 @@ class _Translator:
                                         matches=[e.match] if e.match is not None else [],
                                         backends=e.rule.backends, policies=policies))
                 self.result.routes.extend(routes)
-                by_port.setdefault(ls.port, []).append(Listener(name=ls.native_name, protocol="HTTP",
-                                                                hostname=ls.hostname, routes=routes))
+                # The listener's hostname is already in each route's hostnames (_intersect_hostnames).
+                by_port.setdefault(ls.port, []).append(Listener(name=ls.native_name, protocol="HTTP", routes=routes))
         return [Bind(port=port, listeners=listeners,
                      tls=Tls(certificates=certs_by_port[port]) if port in certs_by_port else None)
                 for port, listeners in by_port.items()]
