@@ -20,14 +20,14 @@ from typing import Any, Optional
 
 import msgspec
 
-from .durations import parse_duration
-from .errors import from_validation_error
-from .kube_authz import AuthzLevels, translate_authorization
-from .kube_model import (GatewaySpec, HTTPRouteSpec, JwksSpec, JwtAuthenticationSpec, Metadata, ParentRef,
-                         PolicySpec, ProviderSpec, RouteMatchSpec, RuleSpec, TargetRef)
-from .model import (Backend, Bind, CertificateFiles, HeaderMatch, Jwks, JwtAuth, Listener, Match, PathMatch,
-                    Policies, Provider, Route, StringMatch, Timeout, Tls, ValidationOptions)
-from .validate import Problems, check_jwt_auth, normalize_mode
+from ..durations import parse_duration
+from ..errors import from_validation_error
+from ..kube_authz import AuthzLevels, translate_authorization
+from ..kube_model import (GatewaySpec, HTTPRouteSpec, JwksSpec, JwtAuthenticationSpec, Metadata, ParentRef,
+                          PolicySpec, ProviderSpec, RouteMatchSpec, RuleSpec, TargetRef)
+from ..model import (Backend, Bind, CertificateFiles, HeaderMatch, Jwks, JwtAuth, Listener, Match, PathMatch,
+                     Policies, Provider, Route, StringMatch, Timeout, Tls, ValidationOptions)
+from ..validate import Problems, check_jwt_auth, normalize_mode
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_CLASS = "agentgateway"     # the GatewayClass agw serves, as agentgateway's controller does
