@@ -330,7 +330,7 @@ POLICY_SPEC: dict[str, Entry] = {
 
 UNSUPPORTED_POLICY_KEYS = f"{EFFECTS}::test_agentgateway_policy_keys_agw_does_not_implement_are_refused"
 
-# kube.py's UNSUPPORTED_POLICY_SPEC and UNSUPPORTED_TRAFFIC: agentgateway keys refused by name.
+# agw.config.kube.policy's UNSUPPORTED_POLICY_SPEC and UNSUPPORTED_TRAFFIC: agentgateway keys refused by name.
 REFUSED_POLICY_KEYS: dict[str, Entry] = {
     **{f"spec.{name}": refused(UNSUPPORTED_POLICY_KEYS) for name in ("targetSelectors", "frontend", "backend")},
     "spec.traffic.authorization": refused(UNSUPPORTED_POLICY_KEYS,

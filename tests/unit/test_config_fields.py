@@ -1,7 +1,7 @@
 """Every setting a user may write has a test of its effect, or is refused (issue 13, "Compiled config").
 
 The field paths are walked from the model itself (agw.config.model.Config for the native config, the specs of
-agw.config.kube_model for the Kubernetes objects kube.py reads, plus the agentgateway keys kube.py refuses by
+agw.config.kube_model for the Kubernetes objects agw.config.kube reads, plus the agentgateway keys it refuses by
 name), so a field added to a Struct appears here at once. Each must be listed in tests/config_fields.py with
 the tests that prove its observable effect, or as refused with the test that proves the refusal: the list of
 accepted-and-ignored settings is empty, and stays empty.
@@ -57,7 +57,7 @@ def field_paths() -> list[str]:
         paths: list[str] = []
         _walk(spec, "spec", paths)
         out.extend(f"{kind} {p}" for p in paths)
-    # agentgateway's keys that kube.py knows and refuses by name (stripped before decoding, so not in the model).
+    # agentgateway's keys that agw.config.kube.policy refuses by name (stripped before decoding, so not in the model).
     out.extend(f"AgentgatewayPolicy spec.{name}" for name in kube.UNSUPPORTED_POLICY_SPEC)
     out.extend(f"AgentgatewayPolicy spec.traffic.{name}" for name in kube.UNSUPPORTED_TRAFFIC)
     return out
