@@ -58,6 +58,12 @@ TIMEOUT = f"{E2E}/test_request_timeout.py"
 OPS = f"{E2E}/test_operations.py"
 E2E_EFFECTS = f"{E2E}/test_config_effects.py"
 GUIDE = f"{E2E}/test_guide_yaml.py"
+AUTHZ = f"{UNIT}/test_authz.py"
+KUBE_AUTHZ = f"{UNIT}/test_kube_authz.py"
+AUTHZ_E2E = f"{E2E}/test_authz_e2e.py"
+TLS = f"{E2E}/test_tls.py"
+TLS_EDGE = f"{E2E}/test_tls_edge.py"
+MTLS = f"{E2E}/test_tls_reload_mtls.py"
 
 
 # --- native: the Structs that appear at several places -------------------------------------------------------
@@ -140,13 +146,34 @@ TIMEOUTS: dict[str, Entry] = {
                                     f"{TIMEOUT}::test_the_shorter_of_request_and_backend_timeouts_wins"),
 }
 
+AUTHORIZATION: dict[str, Entry] = {
+    "": effect(f"{AUTHZ_E2E}::test_the_issue_rule_allows_user1_with_the_admin_role_only",
+               f"{AUTHZ}::test_a_bare_string_is_an_allow_rule_and_no_match_denies"),
+    "rules": effect(f"{AUTHZ_E2E}::test_the_issue_rule_allows_user1_with_the_admin_role_only",
+                    f"{AUTHZ}::test_a_bare_string_is_an_allow_rule_and_no_match_denies"),
+    "rules[].allow": effect(f"{AUTHZ}::test_any_allow_rule_that_matches_allows_and_names_itself",
+                            f"{AUTHZ_E2E}::test_rules_over_the_request"),
+    "rules[].deny": effect(f"{AUTHZ_E2E}::test_deny_and_require", f"{AUTHZ}::test_deny_wins_over_allow"),
+    "rules[].require": effect(f"{AUTHZ_E2E}::test_deny_and_require",
+                              f"{AUTHZ}::test_require_must_hold_even_when_an_allow_rule_matches"),
+    "rules[].shadow": effect(f"{AUTHZ_E2E}::test_a_shadow_rule_is_counted_and_logged_but_never_enforced",
+                             f"{AUTHZ}::test_a_shadow_rule_never_denies_but_says_it_would"),
+    "rules[].name": effect(f"{AUTHZ_E2E}::test_a_denied_request_names_its_rule_in_the_access_log",
+                           f"{AUTHZ}::test_any_allow_rule_that_matches_allows_and_names_itself"),
+}
+
 POLICIES: dict[str, Entry] = {
     "": effect(f"{JWT_E2E}::test_without_a_token_the_exact_401"),
     **under("jwtAuth", JWT_AUTH),
     **under("timeout", TIMEOUTS),
+    **under("authorization", AUTHORIZATION),
 }
 
+# jwtAuth and timeout of a listener: replaced by a route's own of that kind; authorization rules: merged with the
+# route's (never overridden), which their own tests show.
 LISTENER_POLICIES = f"{E2E_EFFECTS}::test_listener_policies_apply_to_routes_that_set_none_of_their_own"
+LISTENER_AUTHORIZATION = (f"{AUTHZ_E2E}::test_listener_and_route_rules_both_apply",
+                          f"{AUTHZ}::test_listener_and_route_rules_are_merged_not_overridden")
 
 ROUTE: dict[str, Entry] = {
     "name": effect(f"{OPS}::test_access_log_one_json_line_per_request_without_secrets",
@@ -177,16 +204,29 @@ NATIVE: dict[str, Entry] = {
     "binds": effect(f"{PROXY}::test_routes_by_host_path_and_method"),
     "binds[].port": effect(f"{PROXY}::test_routes_by_host_path_and_method", f"{LOADER}::test_the_same_port_twice"),
     "binds[].address": effect(f"{E2E_EFFECTS}::test_bind_address_is_the_only_address_agw_listens_on"),
-    "binds[].tls": effect(f"{E2E}/test_tls.py::test_https_request_reaches_the_backend_with_forwarded_proto_https"),
-    "binds[].tls.cert": effect(f"{E2E}/test_tls.py::test_https_request_reaches_the_backend_with_forwarded_proto_https"),
-    "binds[].tls.key": effect(f"{E2E}/test_tls.py::test_https_request_reaches_the_backend_with_forwarded_proto_https"),
+    "binds[].tls": effect(f"{TLS}::test_https_request_reaches_the_backend_with_forwarded_proto_https"),
+    "binds[].tls.cert": effect(f"{TLS}::test_https_request_reaches_the_backend_with_forwarded_proto_https"),
+    "binds[].tls.key": effect(f"{TLS}::test_https_request_reaches_the_backend_with_forwarded_proto_https"),
+    "binds[].tls.certificates": effect(f"{TLS_EDGE}::test_sni_chooses_the_certificate_by_name_and_key_type",
+                                       f"{TLS_EDGE}::test_certificates_that_cannot_be_served_are_refused_with_their_path"),
+    "binds[].tls.certificates[].cert": effect(f"{TLS_EDGE}::test_sni_chooses_the_certificate_by_name_and_key_type",
+                                              f"{TLS_EDGE}::test_certificates_that_cannot_be_served_are_refused_with_their_path"),
+    "binds[].tls.certificates[].key": effect(f"{TLS_EDGE}::test_sni_chooses_the_certificate_by_name_and_key_type",
+                                             f"{TLS_EDGE}::test_certificates_that_cannot_be_served_are_refused_with_their_path"),
+    "binds[].tls.clientCertificate": effect(f"{MTLS}::test_client_certificate_required"),
+    "binds[].tls.clientCertificate.mode": effect(f"{MTLS}::test_client_certificate_required",
+                                                 f"{MTLS}::test_client_certificate_optional"),
+    "binds[].tls.clientCertificate.caCertificates": effect(f"{MTLS}::test_client_certificate_required",
+                                                           f"{TLS_EDGE}::test_certificates_that_cannot_be_served_are_refused_with_their_path"),
     "binds[].listeners": effect(f"{PROXY}::test_routes_by_host_path_and_method"),
     "binds[].listeners[].name": effect(f"{CHECK}::test_a_listener_policy_with_a_missing_jwks_file_makes_the_routes_using_it_invalid",
                                        f"{EFFECTS}::test_a_route_without_a_name_is_named_after_its_listener"),
     "binds[].listeners[].protocol": effect(f"{EFFECTS}::test_listener_protocol_https_needs_the_binds_tls",
                                            f"{LOADER}::test_every_routing_problem_is_reported_at_once"),
     "binds[].listeners[].hostname": refused(f"{EFFECTS}::test_a_native_listener_hostname_is_refused"),
-    **under("binds[].listeners[].policies", POLICIES, LISTENER_POLICIES),
+    **under("binds[].listeners[].policies", {k: v for k, v in POLICIES.items() if not k.startswith("authorization")},
+            LISTENER_POLICIES),
+    **under("binds[].listeners[].policies.authorization", AUTHORIZATION, *LISTENER_AUTHORIZATION),
     "binds[].listeners[].routes": effect(f"{PROXY}::test_routes_by_host_path_and_method"),
     **under("binds[].listeners[].routes[]", ROUTE),
     "config": effect(f"{HOSTILE}::test_slowloris_head_is_408_and_closed"),
@@ -228,7 +268,9 @@ GATEWAY: dict[str, Entry] = {
     "listeners[].name": effect(f"{KUBE}::test_parent_ref_section_name_and_port",
                                f"{KUBE}::test_policy_with_section_name_applies_to_that_listener"),
     "listeners[].port": effect(f"{GUIDE}::test_the_guide_as_written", f"{KUBE}::test_parent_ref_section_name_and_port"),
-    "listeners[].protocol": effect(f"{KUBE}::test_https_listener_is_refused"),
+    "listeners[].protocol": effect(f"{KUBE}::test_https_listeners_become_one_tls_bind_with_their_secrets",
+                                   f"{KUBE}::test_http_and_https_on_one_port_conflict",
+                                   f"{TLS_EDGE}::test_gateway_api_https_listeners_serve_their_secrets"),
     "listeners[].hostname": effect(f"{KUBE}::test_listener_hostname_narrows_the_route"),
     "listeners[].allowedRoutes": effect(f"{KUBE}::test_routes_from_other_namespaces_need_allowed_routes_all"),
     "listeners[].allowedRoutes.namespaces": effect(f"{KUBE}::test_routes_from_other_namespaces_need_allowed_routes_all"),
@@ -236,7 +278,8 @@ GATEWAY: dict[str, Entry] = {
         f"{KUBE}::test_routes_from_other_namespaces_need_allowed_routes_all", KUBE_REFUSALS),
     "listeners[].allowedRoutes.namespaces.selector": refused(KUBE_REFUSALS),
     "listeners[].allowedRoutes.kinds": effect(KUBE_REFUSALS),
-    "listeners[].tls": refused(KUBE_REFUSALS),
+    "listeners[].tls": effect(f"{KUBE}::test_https_listeners_become_one_tls_bind_with_their_secrets",
+                              f"{KUBE}::test_https_listeners_agw_cannot_honour_are_refused", KUBE_REFUSALS),
     "addresses": refused(KUBE_REFUSALS),
     "infrastructure": refused(KUBE_REFUSALS),
 }
@@ -328,13 +371,22 @@ POLICY_SPEC: dict[str, Entry] = {
         f"{EFFECTS}::test_kubernetes_required_claims_reach_the_provider"),
 }
 
+POLICY_SPEC.update({
+    "traffic.authorization": effect(f"{KUBE_AUTHZ}::test_an_allow_policy_on_the_route_next_to_jwt_on_the_gateway",
+                                    f"{KUBE_AUTHZ}::test_rules_of_the_gateway_and_the_route_are_merged"),
+    "traffic.authorization.action": effect(f"{KUBE_AUTHZ}::test_rules_of_the_gateway_and_the_route_are_merged",
+                                           f"{KUBE_AUTHZ}::test_bad_actions_and_expression_counts"),
+    "traffic.authorization.policy": effect(f"{KUBE_AUTHZ}::test_an_allow_policy_on_the_route_next_to_jwt_on_the_gateway"),
+    "traffic.authorization.policy.matchExpressions": effect(
+        f"{KUBE_AUTHZ}::test_the_translated_rules_build_a_policy",
+        f"{KUBE_AUTHZ}::test_a_compile_error_is_invalid_with_its_path_message_and_position"),
+})
+
 UNSUPPORTED_POLICY_KEYS = f"{EFFECTS}::test_agentgateway_policy_keys_agw_does_not_implement_are_refused"
 
 # agw.config.kube.policy's UNSUPPORTED_POLICY_SPEC and UNSUPPORTED_TRAFFIC: agentgateway keys refused by name.
 REFUSED_POLICY_KEYS: dict[str, Entry] = {
     **{f"spec.{name}": refused(UNSUPPORTED_POLICY_KEYS) for name in ("targetSelectors", "frontend", "backend")},
-    "spec.traffic.authorization": refused(UNSUPPORTED_POLICY_KEYS,
-                                          f"{KUBE}::test_authorization_is_refused_and_its_targets_left_out"),
     **{f"spec.traffic.{name}": refused(UNSUPPORTED_POLICY_KEYS) for name in (
         "apiKeyAuthentication", "basicAuthentication", "cors", "csrf", "directResponse", "extAuth", "extProc",
         "headerModifiers", "hostRewrite", "phase", "rateLimit", "retry", "timeouts", "transformation")},
