@@ -87,6 +87,8 @@ JWKS: dict[str, Entry] = {
 VALIDATION_OPTIONS: dict[str, Entry] = {
     "": effect(f"{POLICY}::test_required_claims_and_audiences_per_provider"),
     "requiredClaims": effect(f"{POLICY}::test_required_claims_and_audiences_per_provider",
+                             f"{POLICY}::test_every_claim_config_accepts_as_required_is_enforced",
+                             f"{POLICY}::test_required_iat_refuses_a_token_without_it",
                              f"{LOADER}::test_jwt_single_provider_problems"),
 }
 
