@@ -1,7 +1,7 @@
 """Load config files: YAML (multi-document), `${VAR}` expansion, typed decoding, validation.
 
 A file may hold the native config (`binds:`), Kubernetes documents (Gateway, HTTPRoute, AgentgatewayPolicy;
-translated by `kube.py`), or both. The result is one validated `Config`, or a `ConfigError` naming every
+translated by `kube/`), or both. The result is one validated `Config`, or a `ConfigError` naming every
 problem with its field path.
 """
 from __future__ import annotations

@@ -83,6 +83,11 @@ def check_config(cfg: Config, prefix: str = "") -> list[tuple[str, str]]:
             lpath = f"{bpath}.listeners[{li}]"
             if listener.protocol.upper() not in ("HTTP", "HTTPS"):
                 p.add(f"{lpath}.protocol", f"unsupported protocol {listener.protocol!r} (HTTP or HTTPS)")
+            elif listener.protocol.upper() == "HTTPS" and bind.tls is None:
+                # TLS is the bind's: an HTTPS listener on a plain bind would be served in clear text.
+                p.add(f"{lpath}.protocol", "HTTPS needs the bind's `tls` (this bind serves plain HTTP)")
+            if listener.hostname is not None:
+                p.add(f"{lpath}.hostname", "not supported: set `hostnames` on each route")
             check_policies(p, f"{lpath}.policies", listener.policies)
             for ri, route in enumerate(listener.routes):
                 check_route(p, f"{lpath}.routes[{ri}]", route)
