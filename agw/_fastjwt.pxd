@@ -43,6 +43,7 @@ cdef class AuthResult:
     cdef readonly object drop_header
     cdef readonly str outcome
     cdef readonly str label
+    cdef readonly str kind
 
     cpdef AuthResult with_rewrite(self, object new_target, object new_cookie)
 

@@ -2,7 +2,8 @@
 
 A route holds its request policies in order. For each request the proxy calls `policy.apply(request)` on
 each in turn; every call returns a `Verdict` (or a coroutine resolving to one, when the policy must wait,
-e.g. for a key set). A verdict that does not allow the request ends the chain with its answer; otherwise the
+e.g. for a key set), or None when the request is no concern of the policy (nothing is counted or logged).
+A verdict that does not allow the request ends the chain with its answer; otherwise the
 request goes on, and once every policy has allowed it, the proxy forwards it with all the verdicts' edits
 applied. The proxy reads nothing else: it does not know what produced a verdict.
 
@@ -35,7 +36,9 @@ class Verdict(Protocol):
     add_headers: Sequence[tuple[bytes, bytes]]
     new_target: Optional[bytes]         # replaces the request-target
     new_cookie: Optional[bytes]         # replaces every Cookie line (b"": removes them)
-    # For the access log and metrics: a short outcome ("ok", "no_token", a reason) and a bounded label.
+    # For the access log and metrics: the policy kind that decided ("jwt", "authorization"), a short outcome
+    # ("ok", "no_token", a reason) and a bounded label.
+    kind: str
     outcome: str
     label: str
     log_fields: tuple[tuple[str, object], ...]
@@ -46,21 +49,22 @@ class RequestPolicy(Protocol):
     strip_headers: frozenset[bytes]     # client-sent headers always removed (copies of what the policy adds)
     edited_headers: frozenset[bytes]    # headers a verdict may drop or replace (the proxy sets them aside)
 
-    def apply(self, request: Request) -> Union[Verdict, Awaitable[Verdict]]: ...
+    def apply(self, request: Request) -> Union[Verdict, Awaitable[Verdict], None]: ...
 
 
 class Answer:
     """A verdict with no request edits: an allow, or a refusal with its status and body (shared, immutable)."""
-    __slots__ = ("allowed", "status", "body", "answer_headers", "outcome", "label", "log_fields")
+    __slots__ = ("allowed", "status", "body", "answer_headers", "kind", "outcome", "label", "log_fields")
     drop_header = None
     add_headers: tuple = ()
     new_target = None
     new_cookie = None
 
-    def __init__(self, allowed: bool, outcome: str, *, status: int = 0, body: bytes = b"",
+    def __init__(self, allowed: bool, outcome: str, *, kind: str, status: int = 0, body: bytes = b"",
                  answer_headers: tuple[tuple[bytes, bytes], ...] = (), label: str = "",
                  log_fields: tuple[tuple[str, object], ...] = ()) -> None:
         self.allowed = allowed
+        self.kind = kind
         self.status = status
         self.body = body
         self.answer_headers = answer_headers

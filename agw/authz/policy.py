@@ -26,6 +26,7 @@ from .cel import Program, activation, request_variables, source_variables
 
 DENIED_STATUS = 403
 DENIED_BODY = b"authorization failed"
+KIND = "authorization"
 CACHE_ENTRIES = 4096
 DEFAULT_LABEL = "default"     # the decision no rule made: no allow rule, or no allow rule matched
 
@@ -41,9 +42,9 @@ class Rule:
         if action in ("deny", "require"):
             self.verdict = _denied(name, fields)
         elif action == "allow":
-            self.verdict = Answer(True, "allow", label=name, log_fields=fields)
+            self.verdict = Answer(True, "allow", kind=KIND, label=name, log_fields=fields)
         else:
-            self.verdict = Answer(True, "would_deny", label=name, log_fields=fields)
+            self.verdict = Answer(True, "would_deny", kind=KIND, label=name, log_fields=fields)
 
     def __repr__(self) -> str:
         return f"Rule({self.action}, {self.name!r}, {self.program.source!r})"
@@ -72,13 +73,14 @@ def _union(sets: Iterable[Optional[frozenset]]) -> Optional[frozenset]:
 
 
 def _denied(label: str, fields: tuple = ()) -> Answer:
-    return Answer(False, "deny", status=DENIED_STATUS, body=DENIED_BODY, label=label, log_fields=fields)
+    return Answer(False, "deny", kind=KIND, status=DENIED_STATUS, body=DENIED_BODY, label=label,
+                  log_fields=fields)
 
 
 class AuthorizationPolicy:
     """A compiled `authorization` policy (all the rules that apply to one route, merged)."""
 
-    kind = "authorization"
+    kind = KIND
     strip_headers: frozenset = frozenset()
     edited_headers: frozenset = frozenset()
 
@@ -101,7 +103,7 @@ class AuthorizationPolicy:
         self.header_names = None if names is None else tuple((n, n.encode("latin-1")) for n in sorted(names))
         # One rule: its variables go straight to the engine (no activation object to build first).
         self.single_eval = len(self.rules) == 1
-        self.allowed_default = Answer(True, "allow", label=DEFAULT_LABEL)
+        self.allowed_default = Answer(True, "allow", kind=KIND, label=DEFAULT_LABEL)
         self.denied_default = _denied(DEFAULT_LABEL)
         # Verified claims (the JWT core's claims_json bytes) -> the verdict (jwt-only rules) or the claims the
         # rules can reach (rules that also read the request), bounded.

@@ -449,6 +449,7 @@ cdef class Core:
         r.drop_header = self.drop_header
         r.outcome = "ok"
         r.label = issuer
+        r.kind = "jwt"
         return r
 
     cdef list _claim_header_values(self, dict claims):

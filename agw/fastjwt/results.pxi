@@ -20,6 +20,7 @@ cdef class AuthResult:
         self.drop_header = None
         self.outcome = outcome if outcome is not None else (reason if reason is not None else "ok")
         self.label = issuer if issuer is not None else ""
+        self.kind = "jwt"
         self.reason = reason
         self.message = message
         self.www_authenticate = www_authenticate
@@ -63,6 +64,7 @@ cdef class AuthResult:
         r.drop_header = self.drop_header
         r.outcome = self.outcome
         r.label = self.label
+        r.kind = self.kind
         return r
 
     @property

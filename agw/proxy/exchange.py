@@ -175,6 +175,8 @@ class Exchange(ResponseSink):
 
     def take_verdict(self, verdict) -> bool:
         """Keep a verdict for the request's edits, logs and metrics; answer now if it refuses the request."""
+        if verdict is None:
+            return True        # the request was no concern of this policy
         verdicts = self.verdicts
         if verdicts is None:
             self.verdicts = [verdict]

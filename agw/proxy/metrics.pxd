@@ -12,4 +12,4 @@ cdef class Stats:
     cdef public dict routes
     cdef public dict outcomes
 
-    cpdef record(self, str route, status, double seconds, tuple policies, verdicts)
+    cpdef record(self, str route, status, double seconds, verdicts)

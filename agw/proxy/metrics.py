@@ -46,7 +46,7 @@ class Stats:
         self.routes = {}       # route name -> RouteStats
         self.outcomes = {}     # (route, policy kind, label, outcome) -> count
 
-    def record(self, route: str, status, seconds: float, policies: tuple, verdicts) -> None:
+    def record(self, route: str, status, seconds: float, verdicts) -> None:
         """Count one answered request and the verdicts of the policies it passed (called by the compiled
         exchange for every request: keep it cheap)."""
         counters = self.routes.get(route)
@@ -58,7 +58,7 @@ class Stats:
             i: cython.Py_ssize_t
             for i in range(len(verdicts)):
                 verdict = verdicts[i]
-                key = (route, policies[i].kind, verdict.label, verdict.outcome)
+                key = (route, verdict.kind, verdict.label, verdict.outcome)
                 outcomes[key] = outcomes.get(key, 0) + 1
 
     def snapshot(self, runtime: Any = None) -> dict:

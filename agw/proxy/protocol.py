@@ -358,10 +358,8 @@ class ClientProtocol(ClientFlow):
         stats = self.ctx.stats
         if stats is not None:
             route = ex.route
-            if route is None:
-                stats.record("", ex.status, _monotonic() - ex.start_time, (), None)
-            else:
-                stats.record(route.name, ex.status, _monotonic() - ex.start_time, route.policies, ex.verdicts)
+            stats.record(route.name if route is not None else "", ex.status, _monotonic() - ex.start_time,
+                         ex.verdicts)
         hook = self.ctx.on_request
         if hook is not None:
             hook(ex)

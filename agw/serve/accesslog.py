@@ -47,8 +47,8 @@ class AccessLog:
         if verdicts is not None:
             # One field per policy the request passed (e.g. "jwt": "ok" / "no_token" / a reason), with what
             # the policy itself logs of its verdict (a verified token's sub and iss).
-            for policy, verdict in zip(route.policies, verdicts):
-                entry[policy.kind] = verdict.outcome
+            for verdict in verdicts:
+                entry[verdict.kind] = verdict.outcome
                 for key, value in verdict.log_fields:
                     entry[key] = value
         if ex.reason and (verdicts is None or verdicts[-1].allowed):

@@ -22,7 +22,8 @@ from ..config.validate import normalize_mode
 from ..jwt.jwks import RemoteSource
 from .accesslog import AccessLog
 from .counters import RetiredCounters
-from .tls import BindTls, CertificateBinding, TlsFront
+from ..jwt.binding import CertificateBinding
+from .tls import BindTls, TlsFront
 from ..proxy.metrics import Stats, merge, render
 from ..proxy.routing import Router, build_router
 from ..proxy.context import ServerContext

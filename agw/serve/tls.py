@@ -16,15 +16,14 @@ Three layers:
   `--workers` forks, one front's ticket keys are shared by every worker: a returning client resumes whichever
   worker SO_REUSEPORT hands it to.
 
-Client certificates (`clientCertificate`) and RFC 8705 certificate-bound tokens (`CertificateBinding`, a request
-policy after jwtAuth) live here too.
+Client certificates (`clientCertificate`) live here too; the RFC 8705 check of certificate-bound tokens is a
+request policy, agw/jwt/binding.py.
 """
 from __future__ import annotations
 
 import base64
 import datetime
 import hashlib
-import hmac
 import logging
 import os
 import ssl
@@ -332,61 +331,5 @@ def peer_certificate(request: Any) -> Optional[PeerCertificate]:
     return describe_certificate(der) if der else None
 
 
-class _Verdict:
-    """A CertificateBinding verdict (agw/chain.py's Verdict)."""
-    __slots__ = ("allowed", "status", "body", "answer_headers", "outcome", "label")
-    drop_header = None
-    add_headers: tuple = ()
-    new_target = None
-    new_cookie = None
-    log_fields: tuple = ()
-
-    def __init__(self, allowed: bool, outcome: str, body: bytes = b"", status: int = 0) -> None:
-        self.allowed = allowed
-        self.outcome = outcome
-        self.label = "cnf"
-        self.status = status
-        self.body = body
-        self.answer_headers = ((b"www-authenticate", b'Bearer realm="agw", error="invalid_token"'),
-                               (b"content-type", b"text/plain")) if not allowed else ()
-
-
-_UNBOUND = _Verdict(True, "unbound")
-_BOUND_OK = _Verdict(True, "ok")
-_NO_CERT = _Verdict(False, "certificate_required", b"authentication failure: certificate-bound token "
-                                                   b"without a client certificate", 401)
-_MISMATCH = _Verdict(False, "certificate_mismatch", b"authentication failure: token bound to another "
-                                                    b"certificate", 401)
-
-
-class CertificateBinding:
-    """RFC 8705 section 3: a token whose `cnf` claim holds `x5t#S256` is only accepted on a connection whose
-    client certificate has that SHA-256 thumbprint. Runs after jwtAuth on its routes (strict and optional
-    modes; permissive never refuses); a token without `cnf.x5t#S256` passes untouched."""
-    kind = "certificate_binding"
-    strip_headers: frozenset = frozenset()
-    edited_headers: frozenset = frozenset()
-
-    def apply(self, request: Any) -> _Verdict:
-        verdicts = request.verdicts
-        if not verdicts:
-            return _UNBOUND
-        for verdict in verdicts:
-            claims_json = getattr(verdict, "claims_json", None)
-            if claims_json is not None and claims_json.find(b'"cnf"') >= 0:
-                break
-        else:
-            return _UNBOUND   # the common case: one byte search per request
-        cnf = verdict.claims.get("cnf")
-        want = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
-        if want is None:
-            return _UNBOUND
-        der = peer_certificate_der(request)
-        if not der:
-            return _NO_CERT
-        got = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
-        return _BOUND_OK if isinstance(want, str) and hmac.compare_digest(got, want) else _MISMATCH
-
-
-__all__ = ["BindTls", "CertificateBinding", "LoadedCertificate", "PeerCertificate", "TlsFront", "base_context",
+__all__ = ["BindTls", "LoadedCertificate", "PeerCertificate", "TlsFront", "base_context",
            "describe_certificate", "load_certificate", "peer_certificate"]
