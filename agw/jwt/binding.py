@@ -47,8 +47,8 @@ class CertificateBinding:
         verdicts = request.verdicts
         if verdicts is None:
             return None
-        verdict = verdicts[len(verdicts) - 1]
-        claims_json = getattr(verdict, "claims_json", None)
+        verdict = verdicts[len(verdicts) - 1]   # jwtAuth's: this policy follows it in the chain
+        claims_json = verdict.claims_json
         if claims_json is None:
             return None     # no verified token (optional mode without one)
         want = self.thumbprints.get(claims_json)

@@ -27,10 +27,15 @@ from .upstream import ResponseSink, Target, UpstreamConnection
 # RFC 3986 host (reg-name, IPv4, or [IP-literal]) with an optional port; empty is allowed for HTTP/1.0.
 _VALID_HOST = re.compile(rb"(?:[A-Za-z0-9._~!$&'()*+,;=%-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?").fullmatch
 try:
+    from .headscan import path_needs_normalizing as _path_needs_normalizing
     from .headscan import valid_host as _valid_host
 except ImportError:  # the C scanner is not built
     def _valid_host(host: bytes) -> bool:
         return _VALID_HOST(host) is not None
+
+    def _path_needs_normalizing(target: bytes) -> bool:
+        path = target.split(b"?", 1)[0]
+        return b"%" in path or b"/." in path or b"//" in path
 
 log = logging.getLogger("agw.proxy")
 
@@ -101,9 +106,8 @@ class Exchange(ResponseSink):
             else:
                 self.respond_error(H.BAD_REQUEST)
                 return
-        if target.find(b"%") >= 0 or target.find(b"/.") >= 0 or target.find(b"//") >= 0:
-            # Routed on, and forwarded with, the normalized path: what matched is what the backend gets. (The
-            # test covers the query too: a false positive only costs this branch.)
+        if _path_needs_normalizing(target):
+            # Routed on, and forwarded with, the normalized path: what matched is what the backend gets.
             path, sep, query = target.partition(b"?")
             normal = H.normalize_path(path, proto.ctx.merge_slashes)
             if normal is None:

@@ -403,3 +403,18 @@ def valid_host(bytes host) -> bool:
         while i < n and b'0' <= p[i] <= b'9':
             i += 1
     return i == n
+
+
+def path_needs_normalizing(bytes target) -> bool:
+    """Whether the path of a request-target holds a percent-encoding, a dot-segment candidate ("/.") or a
+    doubled slash: the ones http.normalize_path may change. One C pass, stopping at the query."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(target)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(target), i
+    for i in range(n):
+        if p[i] == b'?':
+            return False
+        if p[i] == b'%':
+            return True
+        if p[i] == b'/' and i + 1 < n and (p[i + 1] == b'.' or p[i + 1] == b'/'):
+            return True
+    return False
