@@ -111,8 +111,8 @@ def test_expect_100_continue_upload_gets_the_interim_then_the_answer(proxy, scri
         final = conn.read_response()
         assert (final.status, final.body) == (200, b"ok\n")
         assert conn.request("GET", "/after-upload", host="x.test").status == 200
-    assert ("POST", "/upload") in [(r[0], r[1]) for r in scripted.requests]
-    upload = [r for r in scripted.requests if r[1] == "/upload"][-1]
+    assert ("POST", "/upload") in [(r[0], r[1]) for r in scripted.received]
+    upload = [r for r in scripted.received if r[1] == "/upload"][-1]
     assert upload[3] == b"hello"
 
 

@@ -12,16 +12,14 @@ import hashlib
 import os
 import select
 import socket
-import socketserver
-import threading
 import time
 from collections.abc import Iterator
 
-import httptools
 import pytest
 
 from tests.support.ports import free_port
 from tests.support.rawhttp import IncompleteResponse, RawConnection, chunked, parse_responses
+from tests.support.scripted_backend import ScriptedBackend
 
 HERE = os.path.dirname(__file__)
 pytestmark = pytest.mark.e2e
@@ -29,67 +27,17 @@ pytestmark = pytest.mark.e2e
 
 # --- backends ----------------------------------------------------------------------------------------------
 
-class _RecordingHandler(socketserver.BaseRequestHandler):
-    """Parses requests with httptools and answers each complete one with 200 "recorded"."""
-
-    def handle(self) -> None:
-        server: RecordingBackend = self.server.owner  # type: ignore[attr-defined]
-        sock: socket.socket = self.request
-        state: dict = {"url": b"", "complete": []}
-
-        class Callbacks:
-            def on_message_begin(self) -> None:
-                state["url"] = b""
-
-            def on_url(self, url: bytes) -> None:
-                state["url"] += url
-
-            def on_headers_complete(self) -> None:
-                server.heads.append(state["url"].decode("latin-1"))
-
-            def on_message_complete(self) -> None:
-                state["complete"].append(state["url"].decode("latin-1"))
-
-        parser = httptools.HttpRequestParser(Callbacks())
-        sock.settimeout(30)
-        while True:
-            try:
-                data = sock.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserError:
-                server.parse_errors += 1
-                return
-            for target in state["complete"]:
-                server.requests.append(target)
-                sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\nrecorded\n")
-            state["complete"].clear()
-
-
-class RecordingBackend:
-    """Every request target that arrived complete (`requests`) or at least as a full head (`heads`)."""
+class RecordingBackend(ScriptedBackend):
+    """Answers every complete request with 200 "recorded"; `requests` are the targets that arrived complete,
+    `heads` those that arrived at least as a full head."""
 
     def __init__(self) -> None:
-        self.requests: list[str] = []
-        self.heads: list[str] = []
-        self.parse_errors = 0
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _RecordingHandler)
-        self.server.daemon_threads = True
-        self.server.owner = self  # type: ignore[attr-defined]
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(default=b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 9\r\n\r\n"
+                                 b"recorded\n")
 
-    def start(self) -> "RecordingBackend":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def requests(self) -> list[str]:
+        return self.targets()
 
     def saw(self, fragment: str) -> bool:
         return any(fragment in t for t in self.requests + self.heads)

@@ -65,7 +65,7 @@ def test_spellings_of_a_protected_path_meet_its_policy(proxy, open_backend, admi
         token = make().decode()
         resp = conn.request("GET", target + "?q=1", [("Authorization", f"Bearer {token}")], host="strict.test")
         assert resp.status == 200
-    forwarded = admin_backend.requests[-1][1]
+    forwarded = admin_backend.received[-1][1]
     assert forwarded.startswith("/admin") and "/." not in forwarded and "//" not in forwarded
     assert forwarded.endswith("?q=1")
     assert not any("admin" in t for t in open_backend.targets())
@@ -100,7 +100,7 @@ def test_an_absolute_form_authority_must_match_host(proxy, open_backend, admin_b
     with RawConnection(proxy.port) as conn:
         conn.send(b"GET http://Open.Test/page HTTP/1.1\r\nHost: open.test\r\n\r\n")
         assert conn.read_response().status == 200
-    method, target, headers, _ = open_backend.requests[-1]
+    method, target, headers, _ = open_backend.received[-1]
     assert target == "/page" and dict(headers)["host"] == "open.test"
     with RawConnection(proxy.port) as conn:
         conn.send(b"GET http://strict.test/admin HTTP/1.1\r\nHost: strict.test\r\n\r\n")

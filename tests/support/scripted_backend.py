@@ -1,7 +1,7 @@
 """A backend that answers each request path with exact bytes, however malformed, and records what it got.
 
     backend = ScriptedBackend({"/204-chunked": b"HTTP/1.1 204 No Content\\r\\n..."}).start()
-    ...; backend.requests   # [(method, target, [(name, value), ...], body), ...] in arrival order
+    ...; backend.received   # [(method, target, [(name, value), ...], body), ...] in arrival order
 
 Paths not in the script get `200 ok` with a Content-Length. `interim` maps paths to bytes sent as soon as a
 request head arrives, before its body is read (a `100 Continue`).
@@ -70,8 +70,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 owner.parse_errors += 1
                 return
             for request in done:
-                owner.requests.append(request)
-                answer = owner.script.get(request[1].split("?")[0], DEFAULT_ANSWER)
+                owner.received.append(request)
+                answer = owner.script.get(request[1].split("?")[0], owner.default)
                 try:
                     sock.sendall(answer)
                 except OSError:
@@ -81,10 +81,11 @@ class _Handler(socketserver.BaseRequestHandler):
 
 class ScriptedBackend:
     def __init__(self, script: Mapping[str, bytes] | None = None,
-                 interim: Mapping[str, bytes] | None = None) -> None:
+                 interim: Mapping[str, bytes] | None = None, default: bytes = DEFAULT_ANSWER) -> None:
         self.script: dict[str, bytes] = dict(script or {})
         self.interim: dict[str, bytes] = dict(interim or {})
-        self.requests: list[Request] = []
+        self.default = default
+        self.received: list[Request] = []
         self.heads: list[str] = []
         self.parse_errors = 0
         self.connections = 0
@@ -104,4 +105,4 @@ class ScriptedBackend:
         self.server.server_close()
 
     def targets(self) -> list[str]:
-        return [r[1] for r in self.requests]
+        return [r[1] for r in self.received]
