@@ -58,6 +58,7 @@ TIMEOUT = f"{E2E}/test_request_timeout.py"
 OPS = f"{E2E}/test_operations.py"
 E2E_EFFECTS = f"{E2E}/test_config_effects.py"
 GUIDE = f"{E2E}/test_guide_yaml.py"
+WS = f"{E2E}/test_websocket.py"
 AUTHZ = f"{UNIT}/test_authz.py"
 KUBE_AUTHZ = f"{UNIT}/test_kube_authz.py"
 AUTHZ_E2E = f"{E2E}/test_authz_e2e.py"
@@ -128,6 +129,7 @@ JWT_AUTH: dict[str, Entry] = {
     "clockSkew": effect(f"{EFFECTS}::test_clock_skew_admits_a_token_that_expired_within_it",
                         f"{JWT_E2E}::test_cached_token_still_expires"),
     "forwardToken": effect(f"{JWT_E2E}::test_forward_token_keeps_authorization"),
+    "closeOnTokenExpiry": effect(f"{WS}::test_close_on_token_expiry"),
     "claimsToHeaders": effect(f"{JWT_E2E}::test_claims_to_headers_strips_client_sent_copies"),
     "claimsToHeaders[].claim": effect(f"{JWT_E2E}::test_claims_to_headers_strips_client_sent_copies",
                                       f"{POLICY}::test_claims_to_headers_with_nested_and_literal_dotted_claims"),
@@ -146,6 +148,8 @@ TIMEOUTS: dict[str, Entry] = {
                              f"{TIMEOUT}::test_the_shorter_of_request_and_backend_timeouts_wins"),
     "backendRequestTimeout": effect(f"{PROXY}::test_upstream_too_slow_is_504", f"{HOSTILE}::test_backend_hanging_is_504",
                                     f"{TIMEOUT}::test_the_shorter_of_request_and_backend_timeouts_wins"),
+    "tunnelIdleTimeout": effect(f"{WS}::test_idle_tunnel_is_closed_after_tunnel_idle_timeout",
+                                f"{LOADER}::test_upgrade_and_tunnel_settings_are_checked"),
 }
 
 AUTHORIZATION: dict[str, Entry] = {
@@ -196,6 +200,8 @@ ROUTE: dict[str, Entry] = {
     "backends": effect(f"{PROXY}::test_routes_by_host_path_and_method", f"{LOADER}::test_every_routing_problem_is_reported_at_once"),
     "backends[].host": effect(f"{PROXY}::test_routes_by_host_path_and_method", f"{PROXY}::test_upstream_refused_is_502"),
     "backends[].weight": effect(f"{E2E_EFFECTS}::test_backend_weights_share_requests_in_proportion"),
+    "upgrades": effect(f"{WS}::test_unlisted_upgrade_tokens_are_refused_and_listed_ones_pass",
+                       f"{LOADER}::test_upgrade_and_tunnel_settings_are_checked"),
     **under("policies", POLICIES),
 }
 
@@ -245,6 +251,8 @@ NATIVE: dict[str, Entry] = {
     "config.maxHeaderBytes": effect(f"{E2E_EFFECTS}::test_header_limits"),
     "config.maxHeaders": effect(f"{E2E_EFFECTS}::test_header_limits"),
     "config.maxConnections": effect(f"{HOSTILE}::test_connections_over_the_limit_are_refused_without_harming_the_others"),
+    "config.maxTunnels": effect(f"{WS}::test_tunnels_over_the_cap_are_503",
+                                f"{LOADER}::test_upgrade_and_tunnel_settings_are_checked"),
     "config.maxIdleUpstreamPerBackend": effect(f"{E2E_EFFECTS}::test_upstream_pool_limits"),
     "config.mergeSlashes": effect(f"{E2E}/test_route_bypass.py::test_spellings_of_a_protected_path_meet_its_policy",
                                   f"{E2E_EFFECTS}::test_merge_slashes_false_keeps_runs_of_slashes"),

@@ -29,8 +29,12 @@ class ProxySettings:
     max_header_bytes: int
     max_headers: int
     max_connections: int
+    max_tunnels: int
     max_idle_upstream_per_backend: int
     merge_slashes: bool
+
+
+DEFAULT_TUNNEL_IDLE_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +54,8 @@ class RoutePlan:
     request_timeout: float      # whole request, head to end of answer; 0 = none
     response_timeout: float     # request sent -> response head (backendRequestTimeout or config's)
     policies: Optional[Policies]   # the route's own, with its listener's merged in
+    upgrades: frozenset[bytes] = frozenset((b"websocket",))   # Upgrade tokens passed on, lower-case
+    tunnel_idle_timeout: float = DEFAULT_TUNNEL_IDLE_TIMEOUT   # an upgraded connection with no bytes moving
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,7 @@ def compile_settings(s: Settings) -> ProxySettings:
         max_header_bytes=s.max_header_bytes,
         max_headers=s.max_headers,
         max_connections=s.max_connections,
+        max_tunnels=s.max_tunnels,
         max_idle_upstream_per_backend=s.max_idle_upstream_per_backend,
         merge_slashes=s.merge_slashes,
     )
@@ -106,14 +113,18 @@ def _timeouts(timeout: Optional[Timeout], settings: ProxySettings) -> tuple[floa
 
 def compile_route(route: Route, name: str, listener: Listener, settings: ProxySettings) -> RoutePlan:
     policies = merge_policies(listener.policies, route.policies)
-    request_timeout, response_timeout = _timeouts(policies.timeout if policies else None, settings)
+    timeout = policies.timeout if policies else None
+    request_timeout, response_timeout = _timeouts(timeout, settings)
+    tunnel_idle = (parse_duration(timeout.tunnel_idle_timeout) if timeout and timeout.tunnel_idle_timeout
+                   else DEFAULT_TUNNEL_IDLE_TIMEOUT)
     backends = []
     for b in route.backends:
         host, port = split_host_port(b.host)
         backends.append(BackendPlan(host=host, port=port, weight=b.weight, label=b.host))
     return RoutePlan(name=name, hostnames=tuple(route.hostnames), matches=tuple(route.matches),
                      backends=tuple(backends), request_timeout=request_timeout,
-                     response_timeout=response_timeout, policies=policies)
+                     response_timeout=response_timeout, policies=policies,
+                     upgrades=frozenset(u.lower().encode() for u in route.upgrades), tunnel_idle_timeout=tunnel_idle)
 
 
 def compile_bind(bind: Bind, settings: ProxySettings) -> BindPlan:

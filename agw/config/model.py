@@ -78,6 +78,8 @@ class JwtAuth(_Base, kw_only=True):
     # agw's own extensions
     clock_skew: str = "60s"
     forward_token: bool = False
+    # An upgraded (WebSocket) connection opened with a token is closed when the token's `exp` passes.
+    close_on_token_expiry: bool = False
     claims_to_headers: list[ClaimHeader] = msgspec.field(default_factory=list)
     max_token_bytes: int = 8192
     cache: TokenCache = msgspec.field(default_factory=TokenCache)
@@ -87,6 +89,8 @@ class Timeout(_Base, kw_only=True):
     """agentgateway's `timeout` policy: whole-request and per-backend-attempt limits."""
     request_timeout: Optional[str] = None
     backend_request_timeout: Optional[str] = None
+    # agw's own: a WebSocket (upgraded) connection with no bytes either way for this long is closed.
+    tunnel_idle_timeout: Optional[str] = None
 
 
 # --- authorization policy ---------------------------------------------------------------------------------
@@ -186,6 +190,8 @@ class Route(_Base, kw_only=True):
     matches: list[Match] = msgspec.field(default_factory=list)
     backends: list[Backend] = msgspec.field(default_factory=list)
     policies: Optional[Policies] = None
+    # agentgateway's: the Upgrade tokens this route passes to its backend (HTTP/1.1 GET); others are a 400.
+    upgrades: list[str] = msgspec.field(default_factory=lambda: ["websocket"])
 
 
 class Listener(_Base, kw_only=True):
@@ -235,6 +241,7 @@ class Settings(_Base, kw_only=True):
     max_header_bytes: int = 65536        # request line + headers
     max_headers: int = 100
     max_connections: int = 10000
+    max_tunnels: int = 10000             # upgraded (WebSocket) connections open per worker and bind; over: 503
     max_idle_upstream_per_backend: int = 128
     # Request paths are normalized before routing (percent-encoded unreserved characters decoded, dot-segments
     # removed); this also merges runs of slashes, as nginx does by default.

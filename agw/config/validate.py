@@ -64,7 +64,7 @@ def check_config(cfg: Config, prefix: str = "") -> list[tuple[str, str]]:
                  "body_idle_timeout", "upstream_idle_timeout", "startup_grace"):
         camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), name)
         p.duration(join_path(prefix, f"config.{camel}"), getattr(s, name))
-    for name, lo in (("maxHeaderBytes", 1024), ("maxHeaders", 8), ("maxConnections", 1)):
+    for name, lo in (("maxHeaderBytes", 1024), ("maxHeaders", 8), ("maxConnections", 1), ("maxTunnels", 0)):
         val = getattr(s, re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name))
         if val < lo:
             p.add(join_path(prefix, f"config.{name}"), f"must be at least {lo}")
@@ -130,6 +130,12 @@ def check_route(p: Problems, path: str, route: Route) -> None:
             p.add(f"{path}.backends[{bi}].host", str(e))
         if backend.weight < 1:
             p.add(f"{path}.backends[{bi}].weight", "must be at least 1")
+    for ui, token in enumerate(route.upgrades):
+        if not _TOKEN_CHARS.match(token):
+            p.add(f"{path}.upgrades[{ui}]", f"invalid upgrade token {token!r}")
+        elif token.lower() == "h2c":
+            # agw speaks HTTP/1.1 to backends: an h2c upgrade would need it to speak HTTP/2 on both sides.
+            p.add(f"{path}.upgrades[{ui}]", "h2c is not supported")
     check_policies(p, f"{path}.policies", route.policies)
 
 
@@ -145,7 +151,8 @@ def check_policies(p: Problems, path: str, policies: Optional[Policies]) -> None
         return
     if policies.timeout is not None:
         for field, camel in (("request_timeout", "requestTimeout"),
-                             ("backend_request_timeout", "backendRequestTimeout")):
+                             ("backend_request_timeout", "backendRequestTimeout"),
+                             ("tunnel_idle_timeout", "tunnelIdleTimeout")):
             val = getattr(policies.timeout, field)
             if val is not None:
                 p.duration(f"{path}.timeout.{camel}", val)

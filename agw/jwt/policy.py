@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Awaitable, Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Union
 
 from ..config import ConfigError, normalize_mode, parse_duration
 from ..config.model import Jwks, JwtAuth
@@ -28,6 +28,13 @@ def header_spellings(name: bytes) -> frozenset[bytes]:
     for part in parts[1:]:
         out = [head + sep + part for head in out for sep in (b"-", b"_")]
     return frozenset(out)
+
+
+def _token_exp(verdict: Any) -> float:
+    """The `exp` (epoch seconds) of the token a verdict accepted; 0 when it carries none."""
+    claims = getattr(verdict, "claims", None)
+    exp = claims.get("exp") if claims else None
+    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else 0.0
 
 
 class JwtPolicy:
@@ -115,6 +122,8 @@ class JwtPolicy:
             cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes, on_pending=self._pending)
         self.authenticate = self._core.authenticate
         self.apply = self._core.apply
+        # Read by the proxy when a tunnel opens (agw/proxy/tunnel.py); None: tunnels outlive their token.
+        self.tunnel_deadline = _token_exp if cfg.close_on_token_expiry else None
 
     def _attach_source(self, provider: Provider, jwks: Jwks, base_dir: str, prefix: str) -> None:
         if jwks.inline is not None:

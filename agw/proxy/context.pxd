@@ -18,6 +18,8 @@ cdef class ServerContext:
     cdef public Py_ssize_t max_header_bytes
     cdef public Py_ssize_t max_headers
     cdef public Py_ssize_t max_connections
+    cdef public Py_ssize_t max_tunnels
+    cdef public Py_ssize_t tunnels
     cdef public double request_header_timeout
     cdef public double keepalive_timeout
     cdef public double body_idle_timeout

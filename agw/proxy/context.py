@@ -30,6 +30,7 @@ class ServerContext:
         self.scheme = scheme
         self.connections: set = set()   # the ClientProtocols of this bind
         self.draining = False
+        self.tunnels = 0               # upgraded connections open on this bind (agw/proxy/tunnel.py)
         self.on_request = on_request   # access log hook: (exchange) -> None
         self.stats = stats             # metrics, counted here for every answered request
         self.loop = asyncio.get_event_loop()
@@ -44,6 +45,7 @@ class ServerContext:
         self.max_header_bytes = settings.max_header_bytes
         self.max_headers = settings.max_headers
         self.max_connections = settings.max_connections
+        self.max_tunnels = settings.max_tunnels
         self.request_header_timeout = settings.request_header_timeout
         self.keepalive_timeout = settings.keepalive_timeout
         self.body_idle_timeout = settings.body_idle_timeout

@@ -34,6 +34,8 @@ cdef class Exchange(ResponseSink):
     cdef public Py_ssize_t bytes_out
     cdef public str reason
 
+    cpdef bint upgrade_allowed(self, RouteRuntime route) except -1
+    cpdef relay_switch(self, UpstreamConnection conn, bytes reason)
     cpdef start(self)
     cpdef run_policies(self)
     cpdef bint take_verdict(self, verdict) except -1

@@ -22,6 +22,7 @@ from . import http as H
 from .flow import PAUSE_BUFFER, PAUSE_UPSTREAM, ClientFlow
 from .heads import relayed_lines, request_head, status_line
 from .routing import RouteRuntime
+from .tunnel import Tunnel
 from .upstream import ResponseSink, Target, UpstreamConnection
 
 # RFC 3986 host (reg-name, IPv4, or [IP-literal]) with an optional port; empty is allowed for HTTP/1.0.
@@ -83,6 +84,7 @@ class Exchange(ResponseSink):
         self.bytes_out = 0
         self.reason = ""
         self.head_only = method == b"HEAD"
+        self.upgrade = None   # the Upgrade value of an upgrade request (set by the client protocol)
 
     # --- request side ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -137,6 +139,8 @@ class Exchange(ResponseSink):
                 self.respond_error(H.NOT_FOUND)
                 return
         self.route = route
+        if self.upgrade is not None and not self.upgrade_allowed(route):
+            return
         if route.request_timeout > 0.0:
             # From the request head to the end of the response (agentgateway's requestTimeout, Gateway API's
             # timeouts.request), whatever phase it is in then: policies, connect, upload, response.
@@ -146,6 +150,24 @@ class Exchange(ResponseSink):
             self.run_policies()
         else:
             self.forward()
+
+    def upgrade_allowed(self, route: RouteRuntime) -> bool:
+        """An upgrade request goes on (through the policies, like any request) only as an HTTP/1.1 GET for
+        tokens the route lists, while the bind has room for another tunnel."""
+        listed = True
+        for token in self.upgrade.split(b","):
+            if token.strip().lower() not in route.upgrades:
+                listed = False
+        if self.method != b"GET" or self.http10 or not listed:
+            self.reason = "upgrade_refused"
+            self.respond_error(H.BAD_REQUEST)
+            return False
+        ctx = self.proto.ctx
+        if ctx.tunnels >= ctx.max_tunnels:
+            self.reason = "too_many_tunnels"
+            self.respond_error(H.TOO_MANY_TUNNELS)
+            return False
+        return True
 
     def run_policies(self) -> None:
         """Pass the request through the route's policies from `next_policy` on, then forward it."""
@@ -223,9 +245,13 @@ class Exchange(ResponseSink):
 
     def build_head(self) -> bytes:
         proto = self.proto
-        return request_head(self.method, self.target, self.lines, self.headers, self.hdict, self.verdicts,
+        head = request_head(self.method, self.target, self.lines, self.headers, self.hdict, self.verdicts,
                             self.route.strip_headers, proto.peer, proto.ctx.scheme, self.upstream.label_bytes,
                             self.request_chunked)
+        if self.upgrade is not None:
+            # Upgrade and Connection are hop-by-hop: agw asks its backend for the switch itself.
+            head = head[:-2] + b"connection: upgrade\r\nupgrade: " + self.upgrade + b"\r\n\r\n"
+        return head
 
     def send_head(self, conn: UpstreamConnection) -> None:
         if conn.transport is None:
@@ -281,7 +307,11 @@ class Exchange(ResponseSink):
     def on_response_head(self, conn: UpstreamConnection, status, reason: bytes,
                          upstream_keep_alive) -> None:  # status: int, upstream_keep_alive: bool (C types)
         if 100 <= status < 200:
-            if status != 101 and not self.http10:
+            if status == 101:
+                if self.upgrade is not None:
+                    self.relay_switch(conn, reason)
+                return
+            if not self.http10:
                 self.proto.write(b"HTTP/1.1 %d %b\r\n\r\n" % (status, reason))
             return
         self.status = status
@@ -321,6 +351,28 @@ class Exchange(ResponseSink):
             # httptools would wait for a body the upstream will not send after HEAD: retire this connection.
             conn.reusable = False
             self.finish_response(conn)
+
+    def relay_switch(self, conn: UpstreamConnection, reason: bytes) -> None:
+        """The backend switches protocols: its 101 goes to the client (the tunnel starts once llhttp is done
+        with the head, in on_upgraded)."""
+        self.status = 101
+        self.response_started = True
+        upgrade = self.upgrade
+        for lname, value in conn.special:
+            if lname == b"upgrade":
+                upgrade = value
+        parts = [status_line(101, reason)]
+        parts += relayed_lines(conn.special, conn.lines) if conn.special else conn.lines
+        parts += (b"upgrade: ", upgrade, b"\r\nconnection: upgrade\r\n\r\n")
+        self.proto.write(b"".join(parts))
+
+    def on_upgraded(self, conn: UpstreamConnection, rest: bytes) -> None:
+        """The 101 head is parsed; `rest` is what the backend sent after it: relay bytes both ways now."""
+        if self.done or self.status != 101 or conn.transport is None or self.proto.transport is None:
+            self.on_upstream_protocol_error()
+            conn.close()
+            return
+        Tunnel(self.proto, self, conn, rest)
 
     def on_response_body(self, body: bytes) -> None:
         if self.done:

@@ -11,5 +11,6 @@ cdef class RouteStats:
 cdef class Stats:
     cdef public dict routes
     cdef public dict outcomes
+    cdef public dict tunnels
 
     cpdef record(self, str route, status, double seconds, verdicts)

@@ -45,6 +45,14 @@ class Stats:
     def __init__(self) -> None:
         self.routes = {}       # route name -> RouteStats
         self.outcomes = {}     # (route, policy kind, label, outcome) -> count
+        self.tunnels = {}      # route name -> [open now, opened, bytes client->backend, bytes backend->client]
+
+    def tunnel_counters(self, route: str) -> list:
+        """The (mutable) tunnel counters of a route: a tunnel adds to them as bytes move."""
+        counters = self.tunnels.get(route)
+        if counters is None:
+            counters = self.tunnels[route] = [0, 0, 0, 0]
+        return counters
 
     def record(self, route: str, status, seconds: float, verdicts) -> None:
         """Count one answered request and the verdicts of the policies it passed (called by the compiled
@@ -68,6 +76,7 @@ class Stats:
             "durations": {r: list(c.buckets) + [c.seconds] for r, c in self.routes.items()},
             "outcomes": [[r, k, p, o, n] for (r, k, p, o), n in self.outcomes.items()],
             "policies": [], "upstreams": [],
+            "tunnels": [[r] + list(c) for r, c in self.tunnels.items()],
         }
         if runtime is not None:
             for policy in runtime.policies:
@@ -89,7 +98,12 @@ def merge(snapshots: Iterable[dict]) -> dict:
     outcomes: dict = {}
     policies: list = []
     upstreams: dict = {}
+    tunnels: dict = {}
     for snap in snapshots:
+        for r, *counts in snap.get("tunnels", ()):
+            cur = tunnels.setdefault(r, [0, 0, 0, 0])
+            for i, v in enumerate(counts):
+                cur[i] += v
         for r, s, n in snap["requests"]:
             requests[(r, s)] = requests.get((r, s), 0) + n
         for r, h in snap["durations"].items():
@@ -106,7 +120,7 @@ def merge(snapshots: Iterable[dict]) -> dict:
                 cur[k] += u[k]
     return {"requests": [[r, s, n] for (r, s), n in requests.items()], "durations": durations,
             "outcomes": [[r, k, p, o, n] for (r, k, p, o), n in outcomes.items()], "policies": policies,
-            "upstreams": list(upstreams.values())}
+            "upstreams": list(upstreams.values()), "tunnels": [[r] + c for r, c in tunnels.items()]}
 
 
 class _SnapshotCollector:
@@ -156,6 +170,18 @@ class _SnapshotCollector:
             pool.add_metric([u["backend"], "open"], u["open"])
         yield conn_err
         yield pool
+        open_ = GaugeMetricFamily("agw_tunnels_open", "Upgraded (WebSocket) connections open", labels=["route"])
+        opened = CounterMetricFamily("agw_tunnels", "Upgraded (WebSocket) connections opened", labels=["route"])
+        moved = CounterMetricFamily("agw_tunnel_bytes", "Bytes relayed through upgraded connections, by "
+                                    "direction (upstream: client to backend)", labels=["route", "direction"])
+        for r, n_open, n_opened, up, down in snap.get("tunnels", ()):
+            open_.add_metric([r], n_open)
+            opened.add_metric([r], n_opened)
+            moved.add_metric([r, "upstream"], up)
+            moved.add_metric([r, "downstream"], down)
+        yield open_
+        yield opened
+        yield moved
 
 
 def _policy_families(policies: list[dict]):

@@ -19,6 +19,8 @@ cdef class ClientProtocol(ClientFlow):
     cdef public Py_ssize_t requests
     cdef public bint accepting
     cdef public bytes backlog
+    cdef public bytes upgrade_data
+    cdef public object tunnel
 
     cpdef dispatch(self, Exchange ex)
     cpdef next_request(self)

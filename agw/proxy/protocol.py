@@ -72,6 +72,8 @@ class ClientProtocol(ClientFlow):
         self.requests = 0
         self.accepting = True    # False after a request that ends the connection: later ones are never run
         self.backlog = b""       # input not parsed yet because MAX_PIPELINED requests wait
+        self.upgrade_data = None  # after an upgrade request: the client's bytes that follow it (for a tunnel)
+        self.tunnel = None        # the Tunnel this connection became (agw/proxy/tunnel.py)
 
     # --- connection lifecycle ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -112,6 +114,10 @@ class ClientProtocol(ClientFlow):
 
     # --- timers ------------------------------------------------------------------------------------------
     def on_deadline(self) -> None:
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.on_deadline()
+            return
         active = self.active   # a strong reference: the exchange can end (and be freed) inside the call
         if active is not None:
             active.on_deadline()
@@ -141,6 +147,8 @@ class ClientProtocol(ClientFlow):
                 return
             if not self.accepting and self.parsing is None and self.headers_done:
                 # Between messages after one that ends the connection: nothing more is read.
+                if self.upgrade_data is not None:
+                    self.upgrade_data += data   # after an upgrade request: the new protocol's, kept for it
                 self.pause_reading_for(PAUSE_PIPELINE)
                 return
             if self.parsing is None and self.headers_done and _scan_request is not None:
@@ -160,6 +168,8 @@ class ClientProtocol(ClientFlow):
                 piece = data
                 data = b""
             if not self.feed(piece):
+                if self.upgrade_data is not None:
+                    self.upgrade_data += data
                 return
 
     def resume_backlog(self) -> None:
@@ -180,11 +190,14 @@ class ClientProtocol(ClientFlow):
         """Feed llhttp; False when the connection is done with input (an error was answered, an upgrade)."""
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # We strip Upgrade (hop-by-hop) and never switch protocols: finish this request, then close.
+        except httptools.HttpParserUpgrade as e:
+            # An upgrade request (or CONNECT): no request follows it on this connection. What follows is the
+            # new protocol's, kept for a tunnel if the backend switches (agw/proxy/tunnel.py); otherwise the
+            # answer is the last one and the connection closes.
             parsing = self.parsing
             if parsing is not None:
                 parsing.keep_alive = False
+            self.upgrade_data = data[e.args[0]:]
             self.accepting = False
             self.pause_reading_for(PAUSE_PIPELINE)
             return False
@@ -309,15 +322,21 @@ class ClientProtocol(ClientFlow):
                 raise _Refused(H.BAD_REQUEST)
             if te.strip().lower() != b"chunked":
                 raise _Refused(H.NOT_IMPLEMENTED)
-        if b"upgrade" in hdict and p.should_upgrade() and \
-                (te is not None or hdict.get(b"content-length", b"0") != b"0"):
-            # llhttp leaves an upgrade request's body to the new protocol and never parses it; agw does not
-            # switch protocols, so the backend would get a head promising a body that never comes (the
-            # h2c-upgrade smuggling shape). Refuse it rather than hang.
-            raise _Refused(H.BAD_REQUEST)
+        upgrade = None
+        if b"upgrade" in hdict and p.should_upgrade():
+            if te is not None or hdict.get(b"content-length", b"0") != b"0":
+                # llhttp leaves an upgrade request's body to the new protocol and never parses it: the
+                # backend would get a head promising a body that never comes, or the body as the new
+                # protocol's bytes (the h2c-upgrade smuggling shape). Refuse it.
+                raise _Refused(H.BAD_REQUEST)
+            upgrade = hdict[b"upgrade"]
         self.headers_done = True
-        self.dispatch(Exchange(self, p.get_method(), self.url, self.headers, self.lines, hdict,
-                               p.should_keep_alive(), version == "1.0"))
+        ex = Exchange(self, p.get_method(), self.url, self.headers, self.lines, hdict, p.should_keep_alive(),
+                      version == "1.0")
+        if upgrade is not None:
+            ex.upgrade = upgrade   # checked against the route (Exchange.upgrade_allowed)
+            ex.keep_alive = False  # the last request on this connection, whatever the answer
+        self.dispatch(ex)
 
     def dispatch(self, ex: "Exchange") -> None:
         """A request head is complete: answer it now, or after the requests before it (pipelining)."""

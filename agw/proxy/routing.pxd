@@ -12,6 +12,8 @@ cdef class RouteRuntime:
     cdef public frozenset edited_headers
     cdef public double request_timeout
     cdef public double response_timeout
+    cdef public frozenset upgrades
+    cdef public double tunnel_idle_timeout
     cdef public bint match_all
 
 

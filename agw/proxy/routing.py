@@ -94,6 +94,8 @@ class RouteRuntime:
         self.edited_headers = frozenset().union(*(p.edited_headers for p in self.policies))
         self.request_timeout = plan.request_timeout
         self.response_timeout = plan.response_timeout
+        self.upgrades = plan.upgrades
+        self.tunnel_idle_timeout = plan.tunnel_idle_timeout
 
     def matches(self, host: bytes, method: bytes, path: bytes, headers: dict) -> bool:
         if not self.host_matcher(host):

@@ -6,6 +6,7 @@ cdef class Target
 
 cdef class ResponseSink:
     cdef public bint head_only
+    cdef public bytes upgrade
 
     cpdef pause_client(self)
     cpdef resume_client(self)
@@ -14,6 +15,7 @@ cdef class ResponseSink:
     cpdef on_response_complete(self, UpstreamConnection conn)
     cpdef on_upstream_lost(self, UpstreamConnection conn)
     cpdef on_upstream_protocol_error(self)
+    cpdef on_upgraded(self, UpstreamConnection conn, bytes rest)
 
 
 cdef class UpstreamConnection:

@@ -44,6 +44,7 @@ class ResponseSink:
 
     def __init__(self) -> None:
         self.head_only = False   # the request was HEAD: the response has no body whatever its framing says
+        self.upgrade = None      # the request asks to switch protocols (its Upgrade value): a 101 may answer
 
     def pause_client(self) -> None:
         """The upstream's write buffer is full: stop reading from the client."""
@@ -65,6 +66,10 @@ class ResponseSink:
         raise NotImplementedError
 
     def on_upstream_protocol_error(self) -> None:
+        raise NotImplementedError
+
+    def on_upgraded(self, conn: "UpstreamConnection", rest: bytes) -> None:
+        """A 101 answer's head is parsed; `rest` is what followed it: the connection is a tunnel's now."""
         raise NotImplementedError
 
 
@@ -120,6 +125,13 @@ class UpstreamConnection:
                 return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            # Only after a 101 that on_headers_complete let through (the request asked to switch).
+            self.reusable = False
+            if not self.completed:
+                ex.on_upgraded(self, data[e.args[0]:])
+                return
+            # A 101 after a complete answer in the same read: the answer stands, the connection is retired.
         except httptools.HttpParserError:
             self.reusable = False
             if not self.completed:
@@ -227,8 +239,8 @@ class UpstreamConnection:
             return
         p = self.parser
         status = p.get_status_code()
-        if status < 100 or status > 599 or status == 101:
-            # Out of range, or a switch of protocols no request through agw asks for (Upgrade is stripped).
+        if status < 100 or status > 599 or (status == 101 and ex.upgrade is None):
+            # Out of range, or a switch of protocols the request did not ask for.
             raise _BadResponse()
         if status < 200:
             self.interim = True    # relayed; the same message's completion is not the answer's

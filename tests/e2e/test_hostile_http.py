@@ -232,9 +232,10 @@ def test_connection_naming_host_or_transfer_encoding_keeps_them(proxy):
         assert resp.json()["length"] == len(body) and resp.json()["chunked"]
 
 
-def test_upgrade_is_not_switched_and_bytes_after_it_are_never_parsed(proxy, recorder):
-    """agw strips Upgrade (hop-by-hop) and answers the request as plain HTTP/1.1, then closes: whatever the
-    client sent after it (meant for the new protocol) is never read as a request."""
+def test_upgrade_answered_without_101_closes_and_bytes_after_it_are_never_parsed(proxy, recorder):
+    """A WebSocket upgrade the backend answers with a plain 200 (no 101) is relayed as that answer, then the
+    connection closes: whatever the client sent after it (meant for the new protocol) is never read as a
+    request (tests/e2e/test_websocket.py covers the switch)."""
     with RawConnection(proxy.port) as conn:
         conn.send(b"GET /upgrade-me HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
                   + SMUGGLED)

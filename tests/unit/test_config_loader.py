@@ -86,6 +86,32 @@ def test_unreadable_file():
     assert err.value.lines() == ["config error: /nonexistent/agw.yaml: cannot read: No such file or directory"]
 
 
+def test_upgrade_and_tunnel_settings_are_checked(tmp_path):
+    text = """
+    config: {maxTunnels: -1}
+    binds:
+    - port: 8080
+      listeners:
+      - routes:
+        - backends: [{host: "h:1"}]
+          upgrades: [websocket, h2c, "not a token"]
+          policies: {timeout: {tunnelIdleTimeout: 0s}}
+    """
+    assert errors(tmp_path, text) == [
+        "config error: config.maxTunnels: must be at least 0",
+        f"config error: {R0}.upgrades[1]: h2c is not supported",
+        f"config error: {R0}.upgrades[2]: invalid upgrade token 'not a token'",
+        f"config error: {R0}.policies.timeout.tunnelIdleTimeout: must be greater than zero",
+    ]
+    from agw.config.compile import compile_config
+    ok = write(tmp_path, "binds: [{port: 8080, listeners: [{routes: [{backends: [{host: 'h:1'}],"
+               " upgrades: [WebSocket, x], policies: {timeout: {tunnelIdleTimeout: 90s}}},"
+               " {backends: [{host: 'h:1'}]}]}]}]\n", "ok.yaml")
+    first, second = compile_config(load([ok], env={}).config).binds[0].routes
+    assert first.upgrades == {b"websocket", b"x"} and first.tunnel_idle_timeout == 90.0
+    assert second.upgrades == {b"websocket"} and second.tunnel_idle_timeout == 3600.0
+
+
 def test_every_routing_problem_is_reported_at_once(tmp_path):
     text = """
     binds:
