@@ -342,3 +342,132 @@ def test_reload_keeps_tunnels_open(agw_proxy, ws_backend):
                                                                           'route="ws2"') > 0)
         client.send("after reload")
         assert client.recv(timeout=10) == "after reload"
+
+
+# --- half-close, on raw sockets -------------------------------------------------------------------------------
+
+class RawSwitchBackend:
+    """Answers any request with a 101, then echoes bytes; on the client's EOF it sends b"after eof" and closes
+    (so a proxy that closed instead of passing the half-close on would lose those bytes)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.heads: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            self.heads.append(head)
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"X-Backend: raw\r\n\r\nhello from the backend|")
+            if rest:
+                conn.sendall(rest)
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                conn.sendall(chunk)
+            conn.sendall(b"after eof")
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+def read_until(sock: socket.socket, marker: bytes, timeout: float = 10.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while marker not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_half_close_and_early_bytes_pass_through_the_tunnel(agw_proxy):
+    backend = RawSwitchBackend()
+    try:
+        proxy = agw_proxy(ws_config(backend.port))
+        sock = socket.create_connection(("127.0.0.1", proxy.port))
+        # Bytes sent right behind the upgrade request (before the 101) reach the backend once it switched.
+        sock.sendall(b"GET /raw HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive, Upgrade\r\n"
+                     b"Upgrade: websocket\r\n\r\nearly bytes|")
+        data = read_until(sock, b"early bytes|")
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"x-backend: raw" in head.lower() and b"upgrade: websocket" in head.lower()
+        assert body == b"hello from the backend|early bytes|"
+        sock.sendall(b"more")
+        assert read_until(sock, b"more") == b"more"
+        sock.shutdown(socket.SHUT_WR)      # half-close: the backend still answers after our EOF
+        assert read_until(sock, b"after eof") == b"after eof"
+        assert sock.recv(10) == b""        # then both sides close
+        sock.close()
+        assert b"upgrade: websocket" in backend.heads[0].lower()
+    finally:
+        backend.stop()
+
+
+# --- streamed answers (SSE) -----------------------------------------------------------------------------------
+
+class SseBackend:
+    """GET /events: a chunked text/event-stream; event i+1 is sent only once the test calls `next()`."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.go = threading.Semaphore(0)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            for i in range(3):
+                if i:
+                    assert self.go.acquire(timeout=20)
+                event = f"id: {i}\ndata: event {i}\n\n".encode()
+                conn.sendall(b"%x\r\n%b\r\n" % (len(event), event))
+            assert self.go.acquire(timeout=20)
+            conn.sendall(b"0\r\n\r\n")
+
+    def next(self) -> None:
+        self.go.release()
+
+
+def test_sse_events_arrive_one_by_one(agw_proxy):
+    backend = SseBackend()
+    proxy = agw_proxy(ws_config(backend.port))
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    sock.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+    received = read_until(sock, b"data: event 0\n\n")
+    assert received.startswith(b"HTTP/1.1 200 ") and b"text/event-stream" in received
+    for i in (1, 2):
+        # Event i is sent only now: what arrived so far is everything up to event i-1, relayed at once.
+        assert f"data: event {i}".encode() not in received
+        backend.next()
+        received += read_until(sock, f"data: event {i}\n\n".encode())
+    backend.next()
+    received += read_until(sock, b"0\r\n\r\n")
+    sock.close()
+    backend.sock.close()
