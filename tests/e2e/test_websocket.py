@@ -6,6 +6,7 @@ agw runs as a subprocess; the WebSocket backend is a thread of this test process
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -471,3 +472,29 @@ def test_sse_events_arrive_one_by_one(agw_proxy):
     received += read_until(sock, b"0\r\n\r\n")
     sock.close()
     backend.sock.close()
+
+
+def test_wss_over_a_tls_bind(agw_proxy, ws_backend, tmp_path):
+    """The tunnel works over a TLS client connection too (the TLS transport's protocol is swapped the same way);
+    a half-close there closes instead (TLS has no write_eof)."""
+    trustme = pytest.importorskip("trustme")
+    import ssl
+
+    from tests.e2e.test_tls import write_cert
+
+    ca = trustme.CA()
+    cert, key = write_cert(ca, tmp_path)
+    config = ws_config(ws_backend.port)
+    config["binds"][0]["tls"] = {"cert": cert, "key": key}
+    proxy = agw_proxy(config)
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    with connect(f"wss://127.0.0.1:{proxy.port}/echo", ssl=ctx, max_size=32 * MIB, compression=None,
+                 open_timeout=10) as client:
+        client.send("over tls")
+        assert client.recv(timeout=10) == "over tls"
+        big = os.urandom(4 * MIB)
+        client.send(big)
+        assert client.recv(timeout=30) == big
+        client.close(4002)
+    wait_until(lambda: 4002 in ws_backend.closes)
