@@ -51,6 +51,19 @@ class FakeTransport:
     def abort(self) -> None:
         self.closed = self.aborted = True
 
+    # what a tunnel uses (agw/proxy/tunnel.py)
+    protocol: Any = None
+    eof_written = False
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
+
 
 class Harness:
     """One client connection to an agw route whose backend pool holds `upstreams` in-memory connections."""
@@ -229,3 +242,78 @@ def test_a_malformed_request_is_a_400_and_the_connection_closes(harness):
     assert out.startswith(b"HTTP/1.1 400 ") and b"connection: close" in out
     assert harness.client.transport.closed
     assert all(u.exchange is None for u in harness.upstreams)
+
+
+# --- upgrades and tunnels (agw/proxy/tunnel.py) --------------------------------------------------------------
+
+UPGRADE = b"GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-B: 1\r\n\r\n"
+
+
+def open_tunnel(harness: Harness, early: bytes = b"", after_101: bytes = b"") -> UpstreamConnection:
+    harness.send(UPGRADE + early)
+    up = next(u for u in harness.upstreams if u.exchange is not None)
+    head = harness.sent_upstream(up)
+    assert head.endswith(b"connection: upgrade\r\nupgrade: websocket\r\n\r\n")
+    harness.answer(up, SWITCH + after_101)
+    return up
+
+
+def test_a_101_makes_a_tunnel_with_flow_control_both_ways_and_the_connection_is_never_pooled(harness):
+    up = open_tunnel(harness, early=b"early", after_101=b"first")
+    client_t, up_t = harness.client.transport, up.transport
+    out = harness.client_out()
+    assert out.startswith(b"HTTP/1.1 101 Switching Protocols\r\n") and out.endswith(b"\r\n\r\nfirst")
+    assert b"X-B: 1\r\n" in out and b"upgrade: websocket\r\nconnection: upgrade\r\n" in out
+    assert harness.sent_upstream(up) == b"early"
+    assert client_t.reading and up_t.reading and harness.ctx.tunnels == 1
+    client_t.protocol.data_received(b"to backend")
+    up_t.protocol.data_received(b"to client")
+    harness.pass_ends()
+    assert harness.sent_upstream(up) == b"to backend" and harness.client_out() == b"to client"
+    client_t.protocol.pause_writing()          # the client's buffer is full: the backend is not read
+    assert not up_t.reading and client_t.reading
+    client_t.protocol.resume_writing()
+    up_t.protocol.pause_writing()              # and the other way round
+    assert not client_t.reading and up_t.reading
+    up_t.protocol.resume_writing()
+    assert client_t.reading
+    assert client_t.protocol.eof_received() is True and up_t.eof_written   # half-close passed on
+    assert up_t.protocol.eof_received() is False                            # both EOF: both close
+    assert client_t.closed and up_t.closed and harness.ctx.tunnels == 0
+    assert up not in harness.target.idle and up not in harness.target.all
+    assert harness.client not in harness.ctx.connections
+    counters = harness.ctx.stats.tunnels["r"] if harness.ctx.stats is not None else None
+    assert counters is None or counters[0] == 0
+
+
+def test_an_idle_tunnel_is_aborted_at_its_deadline(harness):
+    up = open_tunnel(harness)
+    client_t = harness.client.transport
+    deadline = harness.client.deadline
+    assert deadline == pytest.approx(harness.ctx.now + 3600.0)
+    harness.ctx.expire(deadline - 1.0)
+    assert not client_t.closed
+    harness.ctx.now = deadline - 0.5
+    client_t.protocol.data_received(b"x")      # bytes move: the deadline moves on
+    harness.ctx.expire(deadline + 0.1)
+    assert not client_t.closed and harness.client.deadline > deadline
+    harness.ctx.expire(harness.client.deadline + 0.1)
+    assert client_t.aborted and up.transport is None and harness.ctx.tunnels == 0
+
+
+def test_an_upgrade_answered_without_101_is_relayed_then_the_connection_closes(harness):
+    harness.send(UPGRADE + b"new protocol bytes")
+    up = next(u for u in harness.upstreams if u.exchange is not None)
+    harness.sent_upstream(up)
+    harness.answer(up, response(b"no switch"))
+    assert harness.client_out().endswith(b"\r\n\r\nno switch")
+    assert harness.client.transport is None or harness.client.transport.closed
+    assert harness.sent_upstream(up) == b""    # the client's later bytes never reached a backend
+
+
+def test_a_101_to_a_plain_request_is_a_502(harness):
+    harness.send(request("/plain"))
+    up = next(u for u in harness.upstreams if u.exchange is not None)
+    harness.answer(up, SWITCH)
+    assert harness.client_out().startswith(b"HTTP/1.1 502 ")
