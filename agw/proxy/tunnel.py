@@ -183,19 +183,23 @@ class Tunnel:
 
 def tunnel_expiry(route: Any, verdicts: Optional[list]) -> float:
     """When (epoch seconds) a tunnel must close because a policy says so (a token's `exp` with
-    closeOnTokenExpiry); 0: never. A policy may offer `tunnel_deadline(verdict)` -> epoch seconds or 0."""
+    closeOnTokenExpiry); 0: never. A policy may offer `tunnel_deadline(verdict)` -> epoch seconds or 0; it is
+    asked about the verdicts of its kind (a policy that had no concern with the request left none)."""
     if not verdicts:
         return 0.0
     expires = 0.0
-    for policy, verdict in zip(route.policies, verdicts):
+    for policy in route.policies:
         deadline_of = getattr(policy, "tunnel_deadline", None)
         if deadline_of is None:
             continue
-        try:
-            d = deadline_of(verdict)
-        except Exception:  # noqa: BLE001 - a policy must not take the connection down
-            log.exception("tunnel_deadline of policy %s failed", getattr(policy, "kind", "?"))
-            continue
-        if d and (expires == 0.0 or d < expires):
-            expires = d
+        for verdict in verdicts:
+            if getattr(verdict, "kind", None) != policy.kind:
+                continue
+            try:
+                d = deadline_of(verdict)
+            except Exception:  # noqa: BLE001 - a policy must not take the connection down
+                log.exception("tunnel_deadline of policy %s failed", policy.kind)
+                continue
+            if d and (expires == 0.0 or d < expires):
+                expires = d
     return expires
