@@ -14,7 +14,11 @@ cdef enum Reason:
     R_UNKNOWN_KEY = 8
     R_INVALID_SIG = 9
     R_KEYS_UNAVAILABLE = 10
-    R_COUNT = 11
+    R_TYPE = 11
+    R_LIFETIME = 12
+    R_SUBJECT = 13
+    R_SCOPE = 14
+    R_COUNT = 15
 
 cdef enum Location:
     LOC_HEADER = 0
@@ -69,6 +73,15 @@ cdef class Provider:
     cdef list keys
     cdef readonly object fingerprint
     cdef public object source
+    # Token profile (issue 18): checked at verification (a cache miss) only.
+    cdef readonly object types          # frozenset of normalized JOSE `typ` values, or None
+    cdef readonly double max_lifetime   # exp - iat bound in seconds; 0: none
+    cdef readonly object subjects       # (frozenset exact, tuple prefixes, tuple compiled regexes) or None
+    cdef readonly object scopes         # frozenset of scopes every token must carry, or None
+    cdef public object scope_result     # the answer to a verified token that lacks a scope (403)
+    cdef bint profile                   # types, max_lifetime or subjects set
+
+    cdef int check_profile(self, object typ, bint has_exp, double exp_d, bint has_iat, double iat_d, object sub)
 
 
 cdef class CacheEntry:
@@ -125,6 +138,7 @@ cdef class Core:
     cdef bint cache_on
     cdef TokenCache cache
     cdef object on_pending
+    cdef bint need_claims
 
     cpdef object verify_token(self, bytes token, double now=*, bint allow_pending=*)
     cdef object _authenticate(self, dict headers, bytes target)

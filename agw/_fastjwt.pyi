@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable, Optional, final
 from .chain import Request
 
 REASONS: tuple[str, ...]
+def normalize_typ(typ: str) -> str: ...
 ALGORITHMS: tuple[str, ...]
 ALG_BITS: dict[str, int]
 ALG_KTY: dict[str, str]
@@ -27,7 +28,7 @@ class AuthResult:
                  claims: Optional[dict[str, Any]] = ..., issuer: Optional[str] = ..., subject: Optional[str] = ...,
                  add_headers: Optional[list[tuple[bytes, bytes]]] = ..., remove_credential: bool = ...,
                  new_target: Optional[bytes] = ..., new_cookie: Optional[bytes] = ...,
-                 outcome: Optional[str] = ...) -> None: ...
+                 outcome: Optional[str] = ..., status: int = ...) -> None: ...
     @property
     def allowed(self) -> bool: ...
     @property
@@ -101,7 +102,21 @@ class Key:
 @final
 class Provider:
     source: object   # the key source (agw/jwt/jwks.py), set by the policy
-    def __init__(self, issuer: str, audiences: Optional[list[str]] = ..., required: int = ...) -> None: ...
+    scope_result: Optional[AuthResult]
+    def __init__(self, issuer: str, audiences: Optional[list[str]] = ..., required: int = ..., *,
+                 types: Optional[list[str]] = ..., max_lifetime: float = ...,
+                 subjects: Optional[tuple[frozenset[str], tuple[str, ...], tuple[Any, ...]]] = ...,
+                 scopes: Optional[list[str]] = ...) -> None: ...
+    @property
+    def types(self) -> Optional[frozenset[str]]: ...
+    @property
+    def max_lifetime(self) -> float: ...
+    @property
+    def subjects(self) -> Optional[tuple[frozenset[str], tuple[str, ...], tuple[Any, ...]]]: ...
+    @property
+    def scopes(self) -> Optional[frozenset[str]]: ...
+    def profile_reason(self, typ: Optional[str] = ..., exp: Optional[float] = ..., iat: Optional[float] = ...,
+                       sub: Optional[str] = ...) -> Optional[str]: ...
     @property
     def issuer(self) -> str: ...
     @property

@@ -48,7 +48,8 @@ cdef object _dumps = _orjson.dumps
 
 # Stable reason codes, indexed by the Reason enum.
 REASONS = ("missing", "malformed", "unsupported_algorithm", "expired", "not_yet_valid", "unknown_issuer",
-           "audience_not_allowed", "missing_claim", "unknown_key", "invalid_signature", "keys_unavailable")
+           "audience_not_allowed", "missing_claim", "unknown_key", "invalid_signature", "keys_unavailable",
+           "type_not_allowed", "lifetime_too_long", "subject_not_allowed", "insufficient_scope")
 
 include "fastjwt/algorithms.pxi"
 include "fastjwt/b64.pxi"

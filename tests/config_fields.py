@@ -93,7 +93,27 @@ VALIDATION_OPTIONS: dict[str, Entry] = {
                              f"{LOADER}::test_jwt_single_provider_problems"),
 }
 
+IDP_E2E = f"{E2E}/test_idp_e2e.py"
+PROFILES = f"{UNIT}/test_jwt_profiles.py"
+
+# Token profiles (issue 18): on each provider, and on jwtAuth in the single-provider shape.
+PROFILE: dict[str, Entry] = {
+    "allowedTypes": effect(f"{IDP_E2E}::test_allowed_types_admit_at_jwt_and_refuse_id_tokens",
+                           f"{PROFILES}::test_allowed_types_accepts_at_jwt_in_any_spelling_and_refuses_id_tokens"),
+    "maxLifetime": effect(f"{IDP_E2E}::test_max_lifetime_bounds_exp_minus_iat",
+                          f"{PROFILES}::test_max_lifetime_bounds_exp_minus_iat_and_needs_both"),
+    "subjects": effect(f"{IDP_E2E}::test_subjects_exact_prefix_and_regex",
+                       f"{PROFILES}::test_providers_of_one_issuer_with_different_profiles"),
+    "subjects[].exact": effect(f"{IDP_E2E}::test_subjects_exact_prefix_and_regex"),
+    "subjects[].prefix": effect(f"{IDP_E2E}::test_subjects_exact_prefix_and_regex"),
+    "subjects[].regex": effect(f"{IDP_E2E}::test_subjects_exact_prefix_and_regex",
+                               f"{PROFILES}::test_bad_profile_settings_are_refused_with_their_path"),
+    "requiredScopes": effect(f"{IDP_E2E}::test_required_scopes_pass_or_answer_403_insufficient_scope",
+                             f"{PROFILES}::test_required_scopes_from_scope_or_scp_else_403_insufficient_scope"),
+}
+
 PROVIDER: dict[str, Entry] = {
+    **PROFILE,
     "issuer": effect(f"{JWT_E2E}::test_two_providers_with_two_issuers_on_one_route",
                      f"{UNIT}/test_jwt_hostile.py::test_hostile_token_gets_its_reason"),
     "audiences": effect(f"{POLICY}::test_required_claims_and_audiences_per_provider",
@@ -104,6 +124,7 @@ PROVIDER: dict[str, Entry] = {
 
 JWT_AUTH: dict[str, Entry] = {
     "": effect(f"{JWT_E2E}::test_without_a_token_the_exact_401"),
+    **PROFILE,
     "mode": effect(f"{JWT_E2E}::test_optional_mode", f"{JWT_E2E}::test_permissive_mode",
                    f"{POLICY}::test_strict_requires_a_token", f"{LOADER}::test_jwt_mode_and_shapes"),
     "location": effect(f"{JWT_E2E}::test_token_in_a_query_parameter_is_removed_before_the_backend"),

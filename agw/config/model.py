@@ -53,7 +53,25 @@ class ClaimHeader(_Base, kw_only=True):
     header: str
 
 
-class Provider(_Base, kw_only=True):
+class SubjectMatch(_Base, kw_only=True):
+    """One accepted `sub`: exactly one of exact, prefix, regex (a full match)."""
+    exact: Optional[str] = None
+    prefix: Optional[str] = None
+    regex: Optional[str] = None
+
+
+class TokenProfile(_Base, kw_only=True):
+    """agw's own token-profile checks of a provider (issue 18), next to issuer and audiences."""
+    allowed_types: Optional[list[str]] = None     # JOSE `typ` values (RFC 9068: at+jwt); case-insensitive
+    max_lifetime: Optional[str] = None            # exp - iat at most this (Envoy's max_lifetime)
+    subjects: Optional[list[SubjectMatch]] = None
+    required_scopes: Optional[list[str]] = None   # all of them in `scope` (space-separated) or `scp`; else 403
+
+
+PROFILE_FIELDS = ("allowed_types", "max_lifetime", "subjects", "required_scopes")
+
+
+class Provider(TokenProfile, kw_only=True):
     issuer: str
     audiences: Optional[list[str]] = None
     jwks: Jwks
@@ -66,7 +84,7 @@ class TokenCache(_Base, kw_only=True):
     max_bytes: int = 64 << 20
 
 
-class JwtAuth(_Base, kw_only=True):
+class JwtAuth(TokenProfile, kw_only=True):
     """agentgateway's `jwtAuth`: the single-provider shape (issuer/jwks) or the multi shape (providers)."""
     mode: str = "strict"
     location: Optional[Location] = None

@@ -11,7 +11,7 @@ from .._fastjwt import CLAIM_BITS
 from .authz import check_authorization
 from .durations import parse_duration
 from .errors import join_path
-from .model import Config, Jwks, JwtAuth, Location, Policies, Provider, Route, Tls
+from .model import PROFILE_FIELDS, Config, Jwks, JwtAuth, Location, Policies, Provider, Route, Tls, TokenProfile
 
 MODES = ("strict", "optional", "permissive")
 # What requiredClaims may name is what the verification core enforces: its own table, never a copy of it.
@@ -180,7 +180,7 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
         if problem is not None:
             p.add(f"{path}.claimsToHeaders[{ci}].header", problem)
     if ja.providers is not None:
-        for field in ("issuer", "audiences", "jwks", "jwt_validation_options"):
+        for field in ("issuer", "audiences", "jwks", "jwt_validation_options", *PROFILE_FIELDS):
             if getattr(ja, field) is not None:
                 camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), field)
                 p.add(f"{path}.{camel}", "not allowed together with providers (set it on each provider)")
@@ -198,6 +198,7 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
         else:
             check_jwks(p, f"{path}.jwks", ja.jwks)
         _check_claims(p, path, ja.jwt_validation_options)
+        check_profile(p, path, ja)
 
 
 def claim_header_problem(name: str, credential_header: Optional[str] = None) -> Optional[str]:
@@ -221,6 +222,39 @@ def check_provider(p: Problems, path: str, prov: Provider) -> None:
         p.add(f"{path}.audiences", "must not contain an empty string")
     check_jwks(p, f"{path}.jwks", prov.jwks)
     _check_claims(p, path, prov.jwt_validation_options)
+    check_profile(p, path, prov)
+
+
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+\Z")   # RFC 6749 3.3 scope-token
+
+
+def check_profile(p: Problems, path: str, prof: TokenProfile) -> None:
+    """allowedTypes, maxLifetime, subjects, requiredScopes: the token-profile checks (issue 18)."""
+    if prof.allowed_types is not None:
+        if not prof.allowed_types:
+            p.add(f"{path}.allowedTypes", "must not be empty (leave it out to accept any type)")
+        for ti, t in enumerate(prof.allowed_types):
+            if not t or not _TOKEN_CHARS.match(t.replace("/", "")):
+                p.add(f"{path}.allowedTypes[{ti}]", f"invalid type {t!r} (a media type such as at+jwt)")
+    if prof.max_lifetime is not None:
+        p.duration(f"{path}.maxLifetime", prof.max_lifetime)
+    if prof.subjects is not None:
+        if not prof.subjects:
+            p.add(f"{path}.subjects", "must not be empty (leave it out to accept any subject)")
+        for si, sm in enumerate(prof.subjects):
+            set_ = [k for k in ("exact", "prefix", "regex") if getattr(sm, k) is not None]
+            if len(set_) != 1:
+                p.add(f"{path}.subjects[{si}]", "exactly one of exact, prefix, regex is required")
+            elif sm.regex is not None:
+                _check_regex(p, f"{path}.subjects[{si}].regex", sm.regex)
+            elif not (sm.exact if sm.exact is not None else sm.prefix):
+                p.add(f"{path}.subjects[{si}].{set_[0]}", "must not be empty")
+    if prof.required_scopes is not None:
+        if not prof.required_scopes:
+            p.add(f"{path}.requiredScopes", "must not be empty (leave it out to require none)")
+        for si, scope in enumerate(prof.required_scopes):
+            if not _SCOPE_TOKEN.match(scope):
+                p.add(f"{path}.requiredScopes[{si}]", f"invalid scope {scope!r} (one scope-token, no spaces)")
 
 
 def _check_claims(p: Problems, path: str, opts) -> None:

@@ -61,27 +61,30 @@ cdef list _NO_HEADERS = []
 
 
 cdef tuple _parse_header(const unsigned char* s, Py_ssize_t n):
-    """(alg id, kid) of a JOSE header segment, or (-(reason + 1), None) when it is refused."""
+    """(alg id, kid, typ) of a JOSE header segment (typ normalized, None when absent or not a string), or
+    (-(reason + 1), None, None) when it is refused."""
     raw = _b64decode(s, n)
     if raw is None:
-        return (-(R_MALFORMED + 1), None)
+        return (-(R_MALFORMED + 1), None, None)
     header = _json_object(raw)
     if header is None:
-        return (-(R_MALFORMED + 1), None)
+        return (-(R_MALFORMED + 1), None, None)
     alg_name = (<dict>header).get("alg")
     if type(alg_name) is not str:
-        return (-(R_MALFORMED + 1), None)
+        return (-(R_MALFORMED + 1), None, None)
     found_alg = PyDict_GetItem(_ALG_IDS, alg_name)
     if found_alg == NULL:
-        return (-(R_UNSUPPORTED_ALG + 1), None)  # includes "none" in every spelling
+        return (-(R_UNSUPPORTED_ALG + 1), None, None)  # includes "none" in every spelling
     kid = (<dict>header).get("kid")
     if kid is not None and type(kid) is not str:
-        return (-(R_MALFORMED + 1), None)
+        return (-(R_MALFORMED + 1), None, None)
+    typ = (<dict>header).get("typ")
+    typ = normalize_typ(<str>typ) if type(typ) is str else None
     # We understand no extensions, so any critical one is refused; JWE headers have no business here.
     if "crit" in <dict>header or "enc" in <dict>header or "zip" in <dict>header:
-        return (-(R_MALFORMED + 1), None)
+        return (-(R_MALFORMED + 1), None, None)
     # jwk / jku / x5u / x5c are ignored on purpose: keys come only from the configured JWKS.
-    return (<object>found_alg, kid)
+    return (<object>found_alg, kid, typ)
 
 
 @cython.final
@@ -101,8 +104,11 @@ cdef class Core:
             raise ValueError("results must have one AuthResult per reason")
         self.groups = {}
         self.header_cache = {}
+        self.need_claims = False
         for p in providers:
             self.groups.setdefault((<Provider>p).issuer, []).append(p)
+            if (<Provider>p).scopes is not None:
+                self.need_claims = True    # `scope`/`scp` are not read by the in-place scanner
         self.results = results
         self.issuer_results = {}
         self.skew = skew
@@ -287,9 +293,10 @@ cdef class Core:
         cdef const char* rp = PyBytes_AS_STRING(raw)
         cdef double exp_d = 1e300
         cdef double nbf_d = -1e300
+        cdef double iat_d = 0.0
         cdef bint has_exp, has_nbf, has_iat
         claims = None
-        if not self.claim_headers and _scan_claims(<const unsigned char*>rp, PyBytes_GET_SIZE(raw), &cs):
+        if not self.claim_headers and not self.need_claims and _scan_claims(<const unsigned char*>rp, PyBytes_GET_SIZE(raw), &cs):
             # The plain subset, read in place: every claim present already has a valid type.
             if cs.iss_at < 0:
                 return self._fail(R_UNKNOWN_ISSUER)
@@ -308,6 +315,8 @@ cdef class Core:
                 if nbf_d > now + self.skew:
                     return self._fail_for(R_NOT_YET_VALID, <str>iss)
             has_iat = cs.has_iat
+            if has_iat:
+                iat_d = cs.iat
             auds = None
             if cs.aud_at >= 0:
                 auds = _aud_strings(<const unsigned char*>rp, cs.aud_at, cs.aud_len) if cs.aud_array else \
@@ -341,8 +350,10 @@ cdef class Core:
                     return self._fail_for(R_NOT_YET_VALID, <str>iss)
             iat = (<dict>claims).get("iat")
             has_iat = iat is not None
-            if has_iat and not _is_number(iat):
-                return self._fail_for(R_MALFORMED, <str>iss)   # a NumericDate (RFC 7519 4.1.6), as exp and nbf
+            if has_iat:
+                if not _is_number(iat):
+                    return self._fail_for(R_MALFORMED, <str>iss)   # a NumericDate (RFC 7519 4.1.6), as exp and nbf
+                iat_d = _as_double(iat)
             aud = (<dict>claims).get("aud")
             auds = None
             if aud is not None:
@@ -357,6 +368,7 @@ cdef class Core:
         # providers of this issuer whose claim rules the token meets
         cdef list candidates = []
         cdef int first_failure = -1
+        cdef int why
         cdef Provider prov
         cdef unsigned int present = C_ISS | (C_EXP if has_exp else 0) | (C_NBF if has_nbf else 0) \
             | (C_AUD if auds else 0) | (C_SUB if sub is not None else 0) | (C_IAT if has_iat else 0)
@@ -370,6 +382,12 @@ cdef class Core:
                 if not auds or prov.audiences.isdisjoint(auds):
                     if first_failure < 0:
                         first_failure = R_AUDIENCE
+                    continue
+            if prov.profile:
+                why = prov.check_profile(parsed[2], has_exp, exp_d, has_iat, iat_d, sub)
+                if why >= 0:
+                    if first_failure < 0:
+                        first_failure = why
                     continue
             candidates.append(prov)
         if not candidates:
@@ -422,13 +440,21 @@ cdef class Core:
 
         signing_input = PyBytes_FromStringAndSize(<char*>s, i2)
         cdef Py_ssize_t i
+        lacking = None
         for i in range(len(matches)):
             key = <Key>matches[i]
             if key.verify(alg, signing_input, sig):
-                result = self._success(claims, raw, (<Provider>owners[i]).issuer, sub)
+                prov = <Provider>owners[i]
+                if prov.scopes is not None and not _has_scopes(claims, <frozenset>prov.scopes):
+                    # A verified token of this provider without its scopes: 403, unless another one takes it.
+                    lacking = prov.scope_result if prov.scope_result is not None else self._fail_for(R_SCOPE, <str>iss)
+                    continue
+                result = self._success(claims, raw, prov.issuer, sub)
                 if self.cache_on:
                     self.cache.put(token, result, exp_d, nbf_d, <Provider>owners[i])
                 return result
+        if lacking is not None:
+            return lacking
         return self._fail_for(R_INVALID_SIG, <str>iss)
 
     cdef AuthResult _success(self, object claims, bytes claims_json, str issuer, object sub):

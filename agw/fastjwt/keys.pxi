@@ -50,14 +50,39 @@ cdef class Key:
         return f"Key(kid={self.kid!r}, algs={names})"
 
 
+def normalize_typ(str typ):
+    """A JOSE `typ` as compared: case-insensitive, `application/` omitted (RFC 7515 4.1.9)."""
+    t = typ.lower()
+    return t[12:] if t.startswith("application/") else t
+
+
+cdef bint _has_scopes(object claims, frozenset wanted):
+    """The token's `scope` (space-separated, RFC 8693/9068) or `scp` (an array, or a string) holds every wanted one."""
+    have = (<dict>claims).get("scope")
+    if have is None:
+        have = (<dict>claims).get("scp")
+    if type(have) is str:
+        return wanted.issubset((<str>have).split())
+    if type(have) is list:
+        return wanted.issubset([s for s in <list>have if type(s) is str])
+    return False
+
+
 @cython.final
 cdef class Provider:
     """One configured issuer: its audience and required-claim rules and its current key set."""
 
-    def __init__(self, str issuer, audiences=None, unsigned int required=C_EXP):
+    def __init__(self, str issuer, audiences=None, unsigned int required=C_EXP, *, types=None,
+                 double max_lifetime=0.0, subjects=None, scopes=None):
         self.issuer = issuer
         self.audiences = frozenset(audiences) if audiences else None
         self.required = required
+        self.types = frozenset(normalize_typ(t) for t in types) if types else None
+        self.max_lifetime = max_lifetime
+        self.subjects = subjects
+        self.scopes = frozenset(scopes) if scopes else None
+        self.scope_result = None
+        self.profile = self.types is not None or max_lifetime > 0.0 or subjects is not None
         self.generation = 0
         self.by_kid = {}
         self.keys = []
@@ -78,6 +103,37 @@ cdef class Provider:
         self.fingerprint = fingerprint
         self.generation += 1
         return True
+
+    cdef int check_profile(self, object typ, bint has_exp, double exp_d, bint has_iat, double iat_d, object sub):
+        """-1 when the token fits the provider's profile, else the reason it does not."""
+        if self.types is not None and (typ is None or typ not in self.types):
+            return R_TYPE
+        if self.max_lifetime > 0.0:
+            if not (has_exp and has_iat):
+                return R_MISSING_CLAIM
+            if exp_d - iat_d > self.max_lifetime:
+                return R_LIFETIME
+        if self.subjects is not None:
+            if sub is None:
+                return R_SUBJECT
+            exact, prefixes, patterns = <tuple>self.subjects
+            if sub in <frozenset>exact:
+                return -1
+            for prefix in <tuple>prefixes:
+                if (<str>sub).startswith(prefix):
+                    return -1
+            for pattern in <tuple>patterns:
+                if pattern.fullmatch(sub) is not None:
+                    return -1
+            return R_SUBJECT
+        return -1
+
+    def profile_reason(self, typ=None, exp=None, iat=None, sub=None):
+        """The profile check for tests: None when a token with these values fits, else its reason code."""
+        r = self.check_profile(normalize_typ(typ) if typ is not None else None, exp is not None,
+                               exp if exp is not None else 0.0, iat is not None, iat if iat is not None else 0.0,
+                               sub)
+        return None if r < 0 else REASONS[r]
 
     @property
     def has_keys(self) -> bool:

@@ -13,9 +13,9 @@ cdef class AuthResult:
 
     def __init__(self, bint allowed, reason=None, message=None, www_authenticate=None, body=None, claims=None,
                  issuer=None, subject=None, add_headers=None, bint remove_credential=False, new_target=None,
-                 new_cookie=None, str outcome=None):
+                 new_cookie=None, str outcome=None, int status=0):
         self.allowed = allowed
-        self.status = 0 if allowed else 401
+        self.status = 0 if allowed else (status or 401)
         self.answer_headers = ((b"www-authenticate", www_authenticate),) if www_authenticate else ()
         self.drop_header = None
         self.outcome = outcome if outcome is not None else (reason if reason is not None else "ok")

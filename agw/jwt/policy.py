@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import Any, Awaitable, Callable, Optional, Union
 
 from ..config import ConfigError, normalize_mode, parse_duration
 from ..config.model import Jwks, JwtAuth
 from ..config.validate import MAX_HEADER_SEPARATORS, claim_header_problem
 from .._fastjwt import CLAIM_BITS, AuthResult, Core, Pending, Provider
-from .errors import results_for_mode
+from .errors import results_for_mode, scope_result
 from .jwks import RemoteSource, StaticSource
 from .keys import JwksError, parse_jwks
 
@@ -17,6 +18,19 @@ CACHE_PURGE_INTERVAL = 60.0
 
 
 Authenticate = Callable[[dict[bytes, bytes], bytes], Union[AuthResult, Awaitable[AuthResult]]]
+
+
+def profile_args(profile) -> dict:
+    """The core Provider's token-profile arguments from a config provider (or single-shape jwtAuth)."""
+    subjects = None
+    if profile.subjects is not None:
+        exact = frozenset(s.exact for s in profile.subjects if s.exact is not None)
+        prefixes = tuple(s.prefix for s in profile.subjects if s.prefix is not None)
+        patterns = tuple(re.compile(s.regex) for s in profile.subjects if s.regex is not None)
+        subjects = (exact, prefixes, patterns)
+    return {"types": profile.allowed_types or None,
+            "max_lifetime": parse_duration(profile.max_lifetime) if profile.max_lifetime is not None else 0.0,
+            "subjects": subjects, "scopes": profile.required_scopes or None}
 
 
 def header_spellings(name: bytes) -> frozenset[bytes]:
@@ -59,11 +73,12 @@ class JwtPolicy:
         self._remote: dict[tuple[str, Optional[str]], RemoteSource] = {}
         self._purge_task: Optional[asyncio.Task] = None
 
-        specs = ([("", cfg.issuer, cfg.audiences, cfg.jwks, cfg.jwt_validation_options)] if cfg.providers is None
-                 else [(f"providers[{i}].", p.issuer, p.audiences, p.jwks, p.jwt_validation_options)
+        specs = ([("", cfg.issuer, cfg.audiences, cfg.jwks, cfg.jwt_validation_options, cfg)] if cfg.providers is None
+                 else [(f"providers[{i}].", p.issuer, p.audiences, p.jwks, p.jwt_validation_options, p)
                        for i, p in enumerate(cfg.providers)])
+        self.resource_metadata_url = ""
         problems: list[tuple[str, str]] = []
-        for prefix, issuer, audiences, jwks, options in specs:
+        for prefix, issuer, audiences, jwks, options, profile in specs:
             required = 0
             for ci, claim in enumerate(options.required_claims if options is not None else ["exp"]):
                 bit = CLAIM_BITS.get(claim)
@@ -72,7 +87,13 @@ class JwtPolicy:
                                      f"unsupported claim {claim!r}"))
                     continue
                 required |= bit
-            provider = Provider(issuer, audiences, required)
+            try:
+                provider = Provider(issuer, audiences, required, **profile_args(profile))
+            except (ValueError, re.error) as err:   # validation refuses these first
+                problems.append((f"{prefix}subjects", str(err)))
+                continue
+            if provider.scopes is not None:
+                provider.scope_result = scope_result(self.mode, issuer, provider.scopes, self.resource_metadata_url)
             self._providers.append(provider)
             try:
                 self._attach_source(provider, jwks, base_dir, prefix)
@@ -115,8 +136,9 @@ class JwtPolicy:
             [self.credential_header] if self.credential_header is not None else [])
         self.skew = parse_duration(cfg.clock_skew)
         self._core = Core(
-            self._providers, results_for_mode(self.mode), skew=self.skew, max_token=cfg.max_token_bytes,
-            remove_credential=not cfg.forward_token, claim_headers=claim_headers, location=where,
+            self._providers, results_for_mode(self.mode, self.resource_metadata_url), skew=self.skew,
+            max_token=cfg.max_token_bytes, remove_credential=not cfg.forward_token, claim_headers=claim_headers,
+            location=where,
             header_name=header_name.lower().encode("latin-1"), prefix=prefix_text.encode("latin-1"),
             param_name=param.encode(), cookie_name=cookie.encode(), cache_enabled=cfg.cache.enabled,
             cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes, on_pending=self._pending)

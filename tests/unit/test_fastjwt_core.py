@@ -113,7 +113,8 @@ def test_b64url_round_trip_on_all_lengths():
 def test_reasons_are_the_documented_codes():
     assert REASONS == ("missing", "malformed", "unsupported_algorithm", "expired", "not_yet_valid",
                        "unknown_issuer", "audience_not_allowed", "missing_claim", "unknown_key",
-                       "invalid_signature", "keys_unavailable")
+                       "invalid_signature", "keys_unavailable", "type_not_allowed", "lifetime_too_long",
+                       "subject_not_allowed", "insufficient_scope")
 
 
 def test_jwks_hygiene_skips_bad_keys_and_fails_only_when_none_remain(caplog):
