@@ -76,6 +76,9 @@ JWKS: dict[str, Entry] = {
     "file": effect(f"{JWT_E2E}::test_inline_and_file_jwks", f"{JWT_E2E}::test_file_jwks_relative_to_the_config_file",
                    f"{CHECK}::test_a_missing_jwks_file_is_one_invalid_verdict_for_its_route"),
     "inline": effect(f"{JWT_E2E}::test_inline_and_file_jwks", f"{POLICY}::test_bad_inline_and_file_jwks_are_config_errors"),
+    "discovery": effect(f"{E2E}/test_idp_e2e.py::test_explicit_discovery_in_the_single_provider_shape",
+                        f"{UNIT}/test_jwt_discovery.py::test_a_policy_rediscovers_at_each_refresh",
+                        f"{UNIT}/test_jwt_discovery.py::test_discovery_needs_an_issuer_url_and_excludes_the_other_sources"),
     "cacheDuration": effect(f"{FETCH}::test_background_refresh_picks_up_new_keys",
                             f"{LOADER}::test_jwt_single_provider_problems"),
     "caCertificates": effect(f"{FETCH}::test_https_with_a_configured_ca"),
@@ -118,7 +121,8 @@ PROVIDER: dict[str, Entry] = {
                      f"{UNIT}/test_jwt_hostile.py::test_hostile_token_gets_its_reason"),
     "audiences": effect(f"{POLICY}::test_required_claims_and_audiences_per_provider",
                         f"{JWT_E2E}::test_audience_array_overlap_and_optional_mode_leaves_other_schemes_alone"),
-    **under("jwks", JWKS, f"{JWT_E2E}::test_two_providers_with_two_issuers_on_one_route"),
+    **under("jwks", JWKS, f"{JWT_E2E}::test_two_providers_with_two_issuers_on_one_route",
+            f"{E2E}/test_idp_e2e.py::test_a_provider_given_by_its_issuer_alone_finds_its_keys_by_discovery"),
     **under("jwtValidationOptions", VALIDATION_OPTIONS),
 }
 

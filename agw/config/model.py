@@ -18,10 +18,12 @@ class _Base(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=
 # --- JWT policy -------------------------------------------------------------------------------------------
 
 class Jwks(_Base, kw_only=True):
-    """Exactly one of url / file / inline names the key set (Kubernetes `remote` is translated to `url`)."""
+    """Exactly one of url / file / inline / discovery names the key set (Kubernetes `remote` is translated to
+    `url`). `discovery: true` (or no `jwks` at all) reads the issuer's OIDC discovery document for `jwks_uri`."""
     url: Optional[str] = None
     file: Optional[str] = None
     inline: Optional[str] = None
+    discovery: bool = False
     cache_duration: str = "5m"
     ca_certificates: Optional[str] = None
     # Bounds on a remote fetch; defaults suit any real identity provider.
@@ -74,7 +76,7 @@ PROFILE_FIELDS = ("allowed_types", "max_lifetime", "subjects", "required_scopes"
 class Provider(TokenProfile, kw_only=True):
     issuer: str
     audiences: Optional[list[str]] = None
-    jwks: Jwks
+    jwks: Optional[Jwks] = None      # None: OIDC discovery from the issuer
     jwt_validation_options: Optional[ValidationOptions] = None
 
 

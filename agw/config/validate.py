@@ -193,10 +193,7 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
             p.add(f"{path}.issuer", "required")
         elif not ja.issuer:
             p.add(f"{path}.issuer", "must not be empty")
-        if ja.jwks is None:
-            p.add(f"{path}.jwks", "required")
-        else:
-            check_jwks(p, f"{path}.jwks", ja.jwks)
+        check_jwks(p, f"{path}.jwks", ja.jwks, ja.issuer or "")
         _check_claims(p, path, ja.jwt_validation_options)
         check_profile(p, path, ja)
 
@@ -220,7 +217,7 @@ def check_provider(p: Problems, path: str, prov: Provider) -> None:
         p.add(f"{path}.issuer", "must not be empty")
     if prov.audiences is not None and any(not a for a in prov.audiences):
         p.add(f"{path}.audiences", "must not contain an empty string")
-    check_jwks(p, f"{path}.jwks", prov.jwks)
+    check_jwks(p, f"{path}.jwks", prov.jwks, prov.issuer)
     _check_claims(p, path, prov.jwt_validation_options)
     check_profile(p, path, prov)
 
@@ -266,10 +263,20 @@ def _check_claims(p: Problems, path: str, opts) -> None:
                   f"unsupported claim {claim!r} (one of {', '.join(CLAIMS_ENFORCEABLE)})")
 
 
-def check_jwks(p: Problems, path: str, jwks: Jwks) -> None:
+def check_jwks(p: Problems, path: str, jwks: Optional[Jwks], issuer: str = "") -> None:
+    """A key set; None (no `jwks`) and `discovery: true` read the issuer's discovery document, so the issuer
+    must then be an http(s) URL."""
+    if jwks is None or jwks.discovery:
+        if issuer and not re.match(r"^https?://[^/\s]+", issuer):
+            p.add(path, f"OIDC discovery needs the issuer to be an http:// or https:// URL, got {issuer!r} "
+                  "(or give jwks: url, file or inline)")
+    if jwks is None:
+        return
     set_ = [k for k in ("url", "file", "inline") if getattr(jwks, k) is not None]
+    if jwks.discovery:
+        set_.append("discovery")
     if len(set_) != 1:
-        p.add(path, "exactly one of url, file, inline is required"
+        p.add(path, "exactly one of url, file, inline, discovery is required"
               + (f" (got {', '.join(set_)})" if set_ else ""))
     if jwks.url is not None and not re.match(r"^https?://[^/\s]+", jwks.url):
         p.add(f"{path}.url", f"invalid URL {jwks.url!r} (http:// or https://)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import random
 import re
@@ -137,6 +138,45 @@ async def http_get(url: str, *, timeout: float, max_bytes: int,
         raise FetchError(f"connection failed: {err.strerror or err}") from None
 
 
+def discovery_urls(issuer: str) -> list[str]:
+    """Where an issuer's metadata is: OIDC Discovery 1.0 4 (ISSUER/.well-known/openid-configuration), then
+    RFC 8414 3.1 (the well-known segment inserted before the issuer's path)."""
+    base = issuer.rstrip("/")
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    rfc8414 = f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{path}"
+    return [f"{base}/.well-known/openid-configuration", rfc8414]
+
+
+async def discover_jwks_uri(issuer: str, *, timeout: float, max_bytes: int,
+                            ssl_context: Optional[ssl.SSLContext] = None) -> str:
+    """The `jwks_uri` of the issuer's discovery document, whose `issuer` must equal the configured one exactly
+    (OIDC Discovery 4.3, RFC 8414 3.3); raises FetchError."""
+    tried = []
+    for url in discovery_urls(issuer):
+        status, _, body = await http_get(url, timeout=timeout, max_bytes=max_bytes, ssl_context=ssl_context)
+        if status != 200:
+            tried.append(f"{url}: HTTP status {status}")
+            continue
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise FetchError(f"discovery document {url} is not JSON") from None
+        if not isinstance(doc, dict):
+            raise FetchError(f"discovery document {url} is not a JSON object")
+        if doc.get("issuer") != issuer:
+            raise FetchError(f"discovery document {url} names issuer {doc.get('issuer')!r}, not the configured "
+                             f"{issuer!r} (they must be equal exactly)")
+        jwks_uri = doc.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or urlsplit(jwks_uri).scheme not in ("http", "https") \
+                or not urlsplit(jwks_uri).hostname:
+            raise FetchError(f"discovery document {url} has no http(s) jwks_uri")
+        if issuer.startswith("https:") and not jwks_uri.startswith("https:"):
+            raise FetchError(f"discovery document {url}: jwks_uri {jwks_uri!r} is not https like the issuer")
+        return jwks_uri
+    raise FetchError("no discovery document: " + "; ".join(tried))
+
+
 def max_age_of(headers: dict[bytes, bytes]) -> Optional[float]:
     cc = headers.get(b"cache-control")
     if cc is None:
@@ -157,8 +197,12 @@ class RemoteSource:
     """
     kind = "remote"
 
-    def __init__(self, url: str, providers: list[Provider], *, cache_duration: float, timeout: float,
-                 max_bytes: int, ca_file: Optional[str] = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, url: Optional[str], providers: list[Provider], *, cache_duration: float, timeout: float,
+                 max_bytes: int, ca_file: Optional[str] = None, clock: Callable[[], float] = time.monotonic,
+                 discovery: Optional[str] = None):
+        # `discovery`: the issuer whose discovery document names the JWKS URL (then `url` is None).
+        self.discovery = discovery
+        url = url if discovery is None else f"discovery {discovery}"
         self.url = url
         self.providers = providers
         self.cache_duration = max(cache_duration, 1.0)
@@ -175,7 +219,7 @@ class RemoteSource:
             # The CA's content is part of the feed's identity: a reload with a changed CA file fetches anew.
             with open(ca_file, "rb") as f:
                 ca_digest = hashlib.sha256(f.read()).hexdigest()
-        if url.startswith("https:"):
+        if url.startswith("https:") or (discovery or "").startswith("https:"):
             self._ssl = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
         self.feed_key = (url, ca_file or "", ca_digest)
         self.feed: Optional[Feed] = None
@@ -230,8 +274,11 @@ class RemoteSource:
     def stats(self) -> dict:
         feed = self.feed
         age = None if feed is None or feed.last_success is None else self.clock() - feed.last_success
-        return {"source": self.url, "has_keys": self.has_keys, "key_age_seconds": age,
-                "last_error": self.last_error, "fetches": dict(self.counts)}
+        out = {"source": self.url, "has_keys": self.has_keys, "key_age_seconds": age,
+               "last_error": self.last_error, "fetches": dict(self.counts)}
+        if self.discovery is not None:
+            out["jwks_uri"] = None if feed is None else feed.jwks_uri
+        return out
 
 
 _NO_COUNTS = {"ok": 0, "error": 0, "unchanged": 0, "unknown_kid_refetch": 0}
@@ -244,7 +291,7 @@ def _attach(source: RemoteSource) -> "Feed":
     loop = asyncio.get_running_loop()
     feed = _feeds.get(source.feed_key)
     if feed is None or feed.loop is not loop or feed.closed:
-        feed = _feeds[source.feed_key] = Feed(source.url, loop)
+        feed = _feeds[source.feed_key] = Feed(source.url, loop, discovery=source.discovery)
     feed.subscribe(source)
     return feed
 
@@ -256,8 +303,10 @@ class Feed:
     the new config's. It stops when its last source closes.
     """
 
-    def __init__(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, url: str, loop: asyncio.AbstractEventLoop, discovery: Optional[str] = None) -> None:
         self.url = url
+        self.discovery = discovery
+        self.jwks_uri: Optional[str] = None if discovery is not None else url
         self.loop = loop
         self.sources: list[RemoteSource] = []
         self.keys: Optional[list[Key]] = None
@@ -330,7 +379,12 @@ class Feed:
     async def _fetch_once(self) -> tuple[bool, float]:
         settings = self.settings
         try:
-            status, headers, body = await http_get(self.url, timeout=settings.timeout, max_bytes=settings.max_bytes,
+            url = self.url
+            if self.discovery is not None:
+                # Re-discovered at every refresh: a provider that moves its keys is followed.
+                url = self.jwks_uri = await discover_jwks_uri(self.discovery, timeout=settings.timeout,
+                                                              max_bytes=settings.max_bytes, ssl_context=settings._ssl)
+            status, headers, body = await http_get(url, timeout=settings.timeout, max_bytes=settings.max_bytes,
                                                    ssl_context=settings._ssl)
             if status != 200:
                 raise FetchError(f"HTTP status {status}")

@@ -70,7 +70,7 @@ class JwtPolicy:
         self.name = name
         self.mode: str = normalize_mode(cfg.mode) or "strict"
         self._providers: list[Provider] = []
-        self._remote: dict[tuple[str, Optional[str]], RemoteSource] = {}
+        self._remote: dict[tuple[Optional[str], Optional[str], Optional[str]], RemoteSource] = {}
         self._purge_task: Optional[asyncio.Task] = None
 
         specs = ([("", cfg.issuer, cfg.audiences, cfg.jwks, cfg.jwt_validation_options, cfg)] if cfg.providers is None
@@ -147,7 +147,9 @@ class JwtPolicy:
         # Read by the proxy when a tunnel opens (agw/proxy/tunnel.py); None: tunnels outlive their token.
         self.tunnel_deadline = _token_exp if cfg.close_on_token_expiry else None
 
-    def _attach_source(self, provider: Provider, jwks: Jwks, base_dir: str, prefix: str) -> None:
+    def _attach_source(self, provider: Provider, jwks: Optional[Jwks], base_dir: str, prefix: str) -> None:
+        if jwks is None:
+            jwks = Jwks(discovery=True)
         if jwks.inline is not None:
             try:
                 provider.set_keys(parse_jwks(jwks.inline, source=f"{provider.issuer} (inline)"))
@@ -172,13 +174,14 @@ class JwtPolicy:
             ca = jwks.ca_certificates
             if ca is not None and not os.path.isabs(ca):
                 ca = os.path.join(base_dir, ca)
-            key = (jwks.url, ca)
+            discovery = provider.issuer if jwks.discovery else None
+            key = (jwks.url, ca, discovery)
             source = self._remote.get(key)
             if source is None:
                 try:
                     source = RemoteSource(jwks.url, [], cache_duration=parse_duration(jwks.cache_duration),
                                           timeout=parse_duration(jwks.fetch_timeout), max_bytes=jwks.max_bytes,
-                                          ca_file=ca)
+                                          ca_file=ca, discovery=discovery)
                 except (OSError, ValueError) as err:
                     raise ConfigError([(f"{prefix}jwks.caCertificates", f"cannot load: {err}")]) from None
                 self._remote[key] = source

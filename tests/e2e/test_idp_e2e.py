@@ -2,9 +2,13 @@
 profiles, OIDC discovery, RFC 9728 protected resource metadata, PEM and x5c key sets."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.e2e.test_jwt_e2e import bearer, config, remote
+from tests.support.idp import MockIdp
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -51,3 +55,39 @@ def test_required_scopes_pass_or_answer_403_insufficient_scope(agw_proxy, idp, h
     assert refused.text == "authentication failure: insufficient scope"
     assert refused.header("www-authenticate") == \
         'Bearer realm="agw", error="insufficient_scope", scope="email profile"'
+
+
+# --- OIDC discovery -----------------------------------------------------------------------------------------
+
+def test_a_provider_given_by_its_issuer_alone_finds_its_keys_by_discovery(agw_proxy, idp, httpbin_backend):
+    policy = {"providers": [{"issuer": idp.issuer, "audiences": ["my-application"]}]}
+    proxy = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
+    assert proxy.get("/headers", bearer(idp.password_token())).status == 200
+    assert proxy.get("/headers").status == 401
+    status, text = proxy.admin_get("/stats")
+    stats = json.loads(text)
+    provider = next(p for pol in stats["policies"] for p in pol.get("providers", []))
+    assert provider["source"] == f"discovery {idp.issuer}"
+    assert provider["jwks_uri"] == idp.jwks_url and provider["keys"] >= 1
+
+
+def test_explicit_discovery_in_the_single_provider_shape(agw_proxy, idp, httpbin_backend):
+    policy = {"issuer": idp.issuer, "jwks": {"discovery": True, "cacheDuration": "1m"}}
+    proxy = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
+    assert proxy.get("/headers", bearer(idp.password_token())).status == 200
+
+
+def test_a_discovery_document_whose_issuer_differs_is_refused(agw_proxy, agw_logs_dir, httpbin_backend):
+    port = free_port()
+    real = f"http://127.0.0.1:{port}/realms/master"
+    liar = MockIdp(agw_logs_dir, port=port, issuer=f"http://127.0.0.1:{port}/realms/master/").start()
+    try:
+        proxy = agw_proxy(config(httpbin_backend.address, {"issuer": real}))
+        proxy.wait_for_output(r"discovery document .* names issuer 'http://127\.0\.0\.1:\d+/realms/master/', "
+                              r"not the configured", timeout=15)
+        assert proxy.admin_get("/readyz")[0] == 503
+        # A token that names the configured issuer finds no keys: the document's jwks_uri was never used.
+        refused = proxy.get("/headers", bearer(liar.mint({"iss": real})))
+        assert refused.status == 401 and refused.text == "authentication failure: keys unavailable"
+    finally:
+        liar.process.stop()

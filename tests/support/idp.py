@@ -87,13 +87,17 @@ class MockIdp:
         users: dict[str, str] | None = None,
         audience: str = "my-application",
         ttl: int = 300,
+        issuer: str | None = None,
     ) -> None:
+        """`issuer`: what the IdP calls itself (discovery document, tokens) instead of its own realm URL."""
         ensure_installed()
         self.host = host
         self.port = port or free_port(host)
         self.audience = audience
         argv = ["node", str(IDP_DIR / "server.js"), "--host", host, "--port", str(self.port),
                 "--audience", audience, "--ttl", str(ttl)]
+        if issuer is not None:
+            argv += ["--issuer", issuer]
         for name, password in (users or dict([DEFAULT_USER])).items():
             argv += ["--user", f"{name}:{password}"]
         log_path = Path(log_dir) / f"idp-{self.port}.log" if log_dir is not None else None
