@@ -193,9 +193,40 @@ AUTHORIZATION: dict[str, Entry] = {
                            f"{AUTHZ}::test_any_allow_rule_that_matches_allows_and_names_itself"),
 }
 
+RM_UNIT = f"{UNIT}/test_jwt_resource_metadata.py"
+RM_E2E = f"{E2E}/test_idp_e2e.py::test_protected_resource_metadata_is_served_and_named_by_the_challenge"
+MCP_E2E = f"{E2E}/test_idp_e2e.py::test_agentgateway_mcp_authentication_loads_as_jwt_auth_with_metadata"
+
+RESOURCE_METADATA: dict[str, Entry] = {
+    "": effect(RM_E2E, f"{RM_UNIT}::test_the_policy_answers_its_metadata_paths_and_authenticates_the_rest"),
+    "resource": effect(RM_E2E, f"{RM_UNIT}::test_paths_and_url_follow_rfc9728_section_3_1",
+                       f"{RM_UNIT}::test_bad_metadata_is_refused_with_its_path"),
+    "scopesSupported": effect(MCP_E2E, f"{RM_UNIT}::test_bad_metadata_is_refused_with_its_path"),
+    "bearerMethodsSupported": effect(MCP_E2E, f"{RM_UNIT}::test_bad_metadata_is_refused_with_its_path",
+                                     f"{RM_UNIT}::test_bearer_methods_are_what_agw_reads"),
+    "resourceDocumentation": effect(RM_E2E, f"{RM_UNIT}::test_bad_metadata_is_refused_with_its_path"),
+    "resourcePolicyUri": effect(f"{RM_UNIT}::test_the_policy_answers_its_metadata_paths_and_authenticates_the_rest",
+                                f"{RM_UNIT}::test_bad_metadata_is_refused_with_its_path"),
+}
+JWT_AUTH.update(under("resourceMetadata", RESOURCE_METADATA))
+
+# agentgateway's mcpAuthentication: loaded as the jwtAuth (with resourceMetadata) it is; its fields are that
+# jwtAuth's, proven by that jwtAuth's tests and the lift's.
+MCP_LIFT = f"{RM_UNIT}::test_mcp_authentication_is_a_jwt_auth_with_metadata"
+MCP_AUTHENTICATION: dict[str, Entry] = {
+    "": effect(MCP_E2E, MCP_LIFT),
+    "mode": JWT_AUTH["mode"],
+    "issuer": effect(MCP_E2E, f"{RM_UNIT}::test_mcp_authentication_provider_and_a_second_jwt_policy_are_refused"),
+    "audiences": effect(MCP_E2E, *JWT_AUTH["audiences"][1]),
+    **under("jwks", JWKS, MCP_E2E),
+    "provider": refused(f"{RM_UNIT}::test_mcp_authentication_provider_and_a_second_jwt_policy_are_refused"),
+    **under("resourceMetadata", RESOURCE_METADATA, MCP_E2E),
+}
+
 POLICIES: dict[str, Entry] = {
     "": effect(f"{JWT_E2E}::test_without_a_token_the_exact_401"),
     **under("jwtAuth", JWT_AUTH),
+    **under("mcpAuthentication", MCP_AUTHENTICATION, MCP_LIFT),
     **under("timeout", TIMEOUTS),
     **under("authorization", AUTHORIZATION),
 }

@@ -117,6 +117,26 @@ def decode_native(body: dict, prefix: str = "") -> Config:
         raise ConfigError([from_validation_error(e, prefix)]) from None
 
 
+def _lift(policies):
+    if policies is None or policies.mcp_authentication is None:
+        return policies
+    return msgspec.structs.replace(policies, jwt_auth=policies.mcp_authentication.as_jwt_auth(),
+                                   mcp_authentication=None)
+
+
+def lift_mcp_authentication(cfg: Config) -> Config:
+    """agentgateway's `mcpAuthentication` becomes the `jwtAuth` (with resourceMetadata) it is, once it is
+    checked: the rest of agw knows one JWT policy."""
+    binds = []
+    for bind in cfg.binds:
+        listeners = []
+        for ls in bind.listeners:
+            routes = [msgspec.structs.replace(r, policies=_lift(r.policies)) for r in ls.routes]
+            listeners.append(msgspec.structs.replace(ls, policies=_lift(ls.policies), routes=routes))
+        binds.append(msgspec.structs.replace(bind, listeners=listeners))
+    return msgspec.structs.replace(cfg, binds=binds)
+
+
 def load(paths: list[str], resolve: Optional[dict[str, str]] = None,
          env: Optional[dict[str, str]] = None) -> LoadedConfig:
     """Load and validate; raises ConfigError. `resolve` maps `name.namespace:port` to `host:port`."""
@@ -130,7 +150,7 @@ def load(paths: list[str], resolve: Optional[dict[str, str]] = None,
     for d in native:
         cfg = decode_native(d.body)
         problems += check_config(cfg)
-        binds.extend(cfg.binds)
+        binds.extend(lift_mcp_authentication(cfg).binds)
         if "config" in d.body:
             settings = cfg.config       # the last file that sets `config:` wins
     if problems:

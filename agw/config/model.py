@@ -86,6 +86,16 @@ class TokenCache(_Base, kw_only=True):
     max_bytes: int = 64 << 20
 
 
+class ResourceMetadata(_Base, kw_only=True):
+    """RFC 9728 protected resource metadata a route publishes (agentgateway's mcpAuthentication.resourceMetadata):
+    served at /.well-known/oauth-protected-resource[/path of resource], named by the 401's challenge."""
+    resource: str
+    scopes_supported: Optional[list[str]] = None
+    bearer_methods_supported: Optional[list[str]] = None   # what agw reads the token from; derived when absent
+    resource_documentation: Optional[str] = None
+    resource_policy_uri: Optional[str] = None
+
+
 class JwtAuth(TokenProfile, kw_only=True):
     """agentgateway's `jwtAuth`: the single-provider shape (issuer/jwks) or the multi shape (providers)."""
     mode: str = "strict"
@@ -103,6 +113,7 @@ class JwtAuth(TokenProfile, kw_only=True):
     claims_to_headers: list[ClaimHeader] = msgspec.field(default_factory=list)
     max_token_bytes: int = 8192
     cache: TokenCache = msgspec.field(default_factory=TokenCache)
+    resource_metadata: Optional[ResourceMetadata] = None
 
 
 class Timeout(_Base, kw_only=True):
@@ -169,8 +180,25 @@ def _named(authz: Authorization, prefix: str) -> list[Union[str, AuthzRule]]:
     return out
 
 
+class McpAuthentication(_Base, kw_only=True):
+    """agentgateway's `mcpAuthentication`: a JWT provider plus the RFC 9728 metadata of the MCP resource. agw
+    loads it as the equivalent `jwtAuth` with `resourceMetadata`; `provider` (agentgateway adapting an
+    authorization server's endpoints) is refused, as agw proxies nothing to the authorization server."""
+    mode: str = "strict"
+    issuer: str
+    audiences: Optional[list[str]] = None
+    jwks: Optional[Jwks] = None
+    provider: Optional[dict] = None
+    resource_metadata: ResourceMetadata
+
+    def as_jwt_auth(self) -> JwtAuth:
+        return JwtAuth(mode=self.mode, issuer=self.issuer, audiences=self.audiences, jwks=self.jwks,
+                       resource_metadata=self.resource_metadata)
+
+
 class Policies(_Base, kw_only=True):
     jwt_auth: Optional[JwtAuth] = None
+    mcp_authentication: Optional[McpAuthentication] = None
     timeout: Optional[Timeout] = None
     authorization: Optional[Authorization] = None
 

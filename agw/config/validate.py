@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from typing import Optional
+from urllib.parse import urlsplit
 
 from .._fastjwt import CLAIM_BITS
 from .authz import check_authorization
@@ -158,6 +159,15 @@ def check_policies(p: Problems, path: str, policies: Optional[Policies]) -> None
                 p.duration(f"{path}.timeout.{camel}", val)
     if policies.jwt_auth is not None:
         check_jwt_auth(p, f"{path}.jwtAuth", policies.jwt_auth)
+    mcp = policies.mcp_authentication
+    if mcp is not None:
+        if policies.jwt_auth is not None:
+            p.add(f"{path}.mcpAuthentication", "not allowed together with jwtAuth (it is a jwtAuth with resource "
+                  "metadata: use one of them)")
+        if mcp.provider is not None:
+            p.add(f"{path}.mcpAuthentication.provider", "not supported: agw does not proxy or adapt the "
+                  "authorization server's endpoints; leave it out (agw verifies tokens and publishes the metadata)")
+        check_jwt_auth(p, f"{path}.mcpAuthentication", mcp.as_jwt_auth())
     if policies.authorization is not None:
         check_authorization(p, f"{path}.authorization", policies.authorization)
 
@@ -179,6 +189,8 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
         problem = claim_header_problem(ch.header, credential)
         if problem is not None:
             p.add(f"{path}.claimsToHeaders[{ci}].header", problem)
+    if ja.resource_metadata is not None:
+        check_resource_metadata(p, f"{path}.resourceMetadata", ja)
     if ja.providers is not None:
         for field in ("issuer", "audiences", "jwks", "jwt_validation_options", *PROFILE_FIELDS):
             if getattr(ja, field) is not None:
@@ -196,6 +208,39 @@ def check_jwt_auth(p: Problems, path: str, ja: JwtAuth) -> None:
         check_jwks(p, f"{path}.jwks", ja.jwks, ja.issuer or "")
         _check_claims(p, path, ja.jwt_validation_options)
         check_profile(p, path, ja)
+
+
+def _url_problem(value: str) -> Optional[str]:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return f"invalid URL {value!r} (http:// or https://)"
+    if parts.fragment or value.endswith("#"):
+        return f"URL {value!r} must not have a fragment"
+    return None
+
+
+def check_resource_metadata(p: Problems, path: str, ja: JwtAuth) -> None:
+    """RFC 9728 metadata: a resource URL (no fragment), scopes as scope-tokens, and bearer methods that are
+    what agw does: it reads the token from one place only, and publishes nothing else."""
+    from ..jwt.resource_metadata import bearer_methods   # jwt imports config: not at module level
+    rm = ja.resource_metadata
+    problem = _url_problem(rm.resource)
+    if problem is not None:
+        p.add(f"{path}.resource", problem)
+    for field, camel in (("resource_documentation", "resourceDocumentation"),
+                         ("resource_policy_uri", "resourcePolicyUri")):
+        value = getattr(rm, field)
+        if value is not None and _url_problem(value) is not None:
+            p.add(f"{path}.{camel}", _url_problem(value))
+    for si, scope in enumerate(rm.scopes_supported or []):
+        if not _SCOPE_TOKEN.match(scope):
+            p.add(f"{path}.scopesSupported[{si}]", f"invalid scope {scope!r} (one scope-token, no spaces)")
+    if rm.bearer_methods_supported is not None:
+        honoured = bearer_methods(ja)
+        if sorted(set(rm.bearer_methods_supported)) != honoured:
+            p.add(f"{path}.bearerMethodsSupported",
+                  f"agw reads this policy's token from {honoured or 'a place RFC 9728 has no name for'} only; "
+                  f"it cannot honour {rm.bearer_methods_supported} (leave it out: agw publishes what it does)")
 
 
 def claim_header_problem(name: str, credential_header: Optional[str] = None) -> Optional[str]:

@@ -13,6 +13,7 @@ from .._fastjwt import CLAIM_BITS, AuthResult, Core, Pending, Provider
 from .errors import results_for_mode, scope_result
 from .jwks import RemoteSource, StaticSource
 from .keys import JwksError, parse_jwks
+from .resource_metadata import MetadataAnswer
 
 CACHE_PURGE_INTERVAL = 60.0
 
@@ -76,7 +77,10 @@ class JwtPolicy:
         specs = ([("", cfg.issuer, cfg.audiences, cfg.jwks, cfg.jwt_validation_options, cfg)] if cfg.providers is None
                  else [(f"providers[{i}].", p.issuer, p.audiences, p.jwks, p.jwt_validation_options, p)
                        for i, p in enumerate(cfg.providers)])
-        self.resource_metadata_url = ""
+        self.metadata: Optional[MetadataAnswer] = None
+        if cfg.resource_metadata is not None:
+            self.metadata = MetadataAnswer(cfg, cfg.resource_metadata)
+        self.resource_metadata_url = self.metadata.url if self.metadata is not None else ""
         problems: list[tuple[str, str]] = []
         for prefix, issuer, audiences, jwks, options, profile in specs:
             required = 0
@@ -143,9 +147,15 @@ class JwtPolicy:
             param_name=param.encode(), cookie_name=cookie.encode(), cache_enabled=cfg.cache.enabled,
             cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes, on_pending=self._pending)
         self.authenticate = self._core.authenticate
-        self.apply = self._core.apply
+        # The core's own method: no Python frame per request. A route that publishes RFC 9728 metadata pays one
+        # to look at the path first.
+        self.apply = self._core.apply if self.metadata is None else self._apply_with_metadata
         # Read by the proxy when a tunnel opens (agw/proxy/tunnel.py); None: tunnels outlive their token.
         self.tunnel_deadline = _token_exp if cfg.close_on_token_expiry else None
+
+    def _apply_with_metadata(self, request):
+        answer = self.metadata.match(request)
+        return answer if answer is not None else self._core.apply(request)
 
     def _attach_source(self, provider: Provider, jwks: Optional[Jwks], base_dir: str, prefix: str) -> None:
         if jwks is None:

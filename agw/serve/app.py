@@ -81,6 +81,9 @@ def _policy_factory(checked: Checked, built: list) -> Callable[[Any, str], tuple
 
     def make(policies: Any, route_name: str) -> tuple:
         chain = []
+        if policies.mcp_authentication is not None:   # config.loader lifts it into jwtAuth; never ignore one
+            raise ConfigError([(f"route {route_name}", "mcpAuthentication was not translated (load the config "
+                                "with agw.config.loader.load)")])
         if policies.jwt_auth is not None:
             chain.append(make_jwt(policies.jwt_auth, route_name))
             if normalize_mode(policies.jwt_auth.mode) != "permissive":

@@ -3,10 +3,11 @@ profiles, OIDC discovery, RFC 9728 protected resource metadata, PEM and x5c key 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
-from tests.e2e.test_jwt_e2e import bearer, config, remote
+from tests.e2e.test_jwt_e2e import bearer, config, remote, tamper_signature as tamper
 from tests.support.idp import MockIdp
 from tests.support.ports import free_port
 
@@ -91,3 +92,58 @@ def test_a_discovery_document_whose_issuer_differs_is_refused(agw_proxy, agw_log
         assert refused.status == 401 and refused.text == "authentication failure: keys unavailable"
     finally:
         liar.process.stop()
+
+
+# --- RFC 9728 protected resource metadata -----------------------------------------------------------------
+
+def test_protected_resource_metadata_is_served_and_named_by_the_challenge(agw_proxy, idp, httpbin_backend):
+    import urllib.request
+    port = free_port()
+    resource = f"http://127.0.0.1:{port}/mcp"
+    policy = remote(idp, requiredScopes=["profile"], resourceMetadata={
+        "resource": resource, "resourceDocumentation": "https://docs.example/mcp"})
+    proxy = agw_proxy(config(httpbin_backend.address, policy, port=port), wait_readyz=True)
+    refused = proxy.get("/mcp")
+    metadata_url = f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"
+    assert refused.status == 401
+    assert refused.header("www-authenticate") == f'Bearer realm="agw", resource_metadata="{metadata_url}"'
+    bad = proxy.get("/mcp", bearer(tamper(idp.password_token())))
+    assert bad.header("www-authenticate") == \
+        f'Bearer realm="agw", error="invalid_token", resource_metadata="{metadata_url}"'
+    lacking = proxy.get("/mcp", bearer(idp.mint({"scope": "email"})))
+    assert lacking.status == 403 and lacking.header("www-authenticate") == \
+        f'Bearer realm="agw", error="insufficient_scope", scope="profile", resource_metadata="{metadata_url}"'
+    # A client follows the challenge, as an MCP client does, without a token.
+    url = re.search(r'resource_metadata="([^"]+)"', refused.header("www-authenticate")).group(1)
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        doc = json.loads(response.read())
+    assert doc == {"resource": resource, "authorization_servers": [idp.issuer],
+                   "bearer_methods_supported": ["header"], "scopes_supported": ["profile"],
+                   "resource_documentation": "https://docs.example/mcp"}
+    # The authorization server it names is the IdP, whose own metadata the client reads next.
+    with urllib.request.urlopen(doc["authorization_servers"][0] + "/.well-known/openid-configuration") as r:
+        assert json.loads(r.read())["issuer"] == idp.issuer
+    root = proxy.get("/.well-known/oauth-protected-resource")
+    assert root.status == 200 and json.loads(root.text) == doc
+    # Everything else on the route still needs a token.
+    assert proxy.get("/.well-known/oauth-protected-resource/other").status == 401
+    assert proxy.get("/headers", bearer(idp.password_token())).status == 200
+
+
+def test_agentgateway_mcp_authentication_loads_as_jwt_auth_with_metadata(agw_proxy, idp, httpbin_backend):
+    port = free_port()
+    resource = f"http://127.0.0.1:{port}/mcp"
+    cfg = config(httpbin_backend.address, {}, port=port)
+    route = cfg["binds"][0]["listeners"][0]["routes"][0]
+    route["policies"] = {"mcpAuthentication": {
+        "issuer": idp.issuer, "jwks": {"url": idp.jwks_url}, "audiences": ["my-application"],
+        "resourceMetadata": {"resource": resource, "scopesSupported": ["profile", "email"],
+                             "bearerMethodsSupported": ["header"]}}}
+    proxy = agw_proxy(cfg, wait_readyz=True)
+    metadata = proxy.get("/.well-known/oauth-protected-resource/mcp")
+    assert metadata.status == 200
+    assert json.loads(metadata.text)["scopes_supported"] == ["profile", "email"]
+    refused = proxy.get("/mcp")
+    assert refused.status == 401 and "resource_metadata=" in refused.header("www-authenticate")
+    assert proxy.get("/headers", bearer(idp.password_token())).status == 200
