@@ -80,6 +80,7 @@ cdef class Provider:
     cdef readonly object scopes         # frozenset of scopes every token must carry, or None
     cdef public object scope_result     # the answer to a verified token that lacks a scope (403)
     cdef bint profile                   # types, max_lifetime or subjects set
+    cdef public bint any_kid            # kid-less keys (a PEM file) verify tokens whatever kid they name
 
     cdef int check_profile(self, object typ, bint has_exp, double exp_d, bint has_iat, double iat_d, object sub)
 

@@ -103,6 +103,7 @@ class Key:
 class Provider:
     source: object   # the key source (agw/jwt/jwks.py), set by the policy
     scope_result: Optional[AuthResult]
+    any_kid: bool     # kid-less keys (a PEM file) verify tokens whatever kid they name
     def __init__(self, issuer: str, audiences: Optional[list[str]] = ..., required: int = ..., *,
                  types: Optional[list[str]] = ..., max_lifetime: float = ...,
                  subjects: Optional[tuple[frozenset[str], tuple[str, ...], tuple[Any, ...]]] = ...,

@@ -24,6 +24,7 @@ class Jwks(_Base, kw_only=True):
     file: Optional[str] = None
     inline: Optional[str] = None
     discovery: bool = False
+    pem: Optional[str] = None        # a PEM file of public keys and/or certificates (kid-less keys)
     cache_duration: str = "5m"
     ca_certificates: Optional[str] = None
     # Bounds on a remote fetch; defaults suit any real identity provider.

@@ -317,11 +317,11 @@ def check_jwks(p: Problems, path: str, jwks: Optional[Jwks], issuer: str = "") -
                   "(or give jwks: url, file or inline)")
     if jwks is None:
         return
-    set_ = [k for k in ("url", "file", "inline") if getattr(jwks, k) is not None]
+    set_ = [k for k in ("url", "file", "inline", "pem") if getattr(jwks, k) is not None]
     if jwks.discovery:
         set_.append("discovery")
     if len(set_) != 1:
-        p.add(path, "exactly one of url, file, inline, discovery is required"
+        p.add(path, "exactly one of url, file, inline, pem, discovery is required"
               + (f" (got {', '.join(set_)})" if set_ else ""))
     if jwks.url is not None and not re.match(r"^https?://[^/\s]+", jwks.url):
         p.add(f"{path}.url", f"invalid URL {jwks.url!r} (http:// or https://)")

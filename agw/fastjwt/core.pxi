@@ -419,6 +419,11 @@ cdef class Core:
                             owners.append(prov)
                         else:
                             alg_mismatch = True
+                elif prov.any_kid:
+                    for k in prov.keys:
+                        if (<Key>k).kid is None and (<Key>k).algs & alg_bit:
+                            matches.append(k)
+                            owners.append(prov)
             else:
                 for k in prov.keys:
                     if (<Key>k).algs & alg_bit:

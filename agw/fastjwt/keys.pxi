@@ -82,6 +82,7 @@ cdef class Provider:
         self.subjects = subjects
         self.scopes = frozenset(scopes) if scopes else None
         self.scope_result = None
+        self.any_kid = False
         self.profile = self.types is not None or max_lifetime > 0.0 or subjects is not None
         self.generation = 0
         self.by_kid = {}

@@ -10,7 +10,10 @@ against them as given, and with a small-order key R = identity, S = 0 verifies f
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+import re
 from typing import Optional
 
 import msgspec
@@ -89,6 +92,86 @@ class _Jwk(msgspec.Struct, omit_defaults=True):
     x: Optional[str] = None
     y: Optional[str] = None
     k: Optional[str] = None
+    x5c: Optional[list[str]] = None
+
+
+_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwk_of_public(pub, kid: Optional[str] = None, alg: Optional[str] = None) -> _Jwk:
+    """The JWK of a `cryptography` public key (RSA, EC on P-256/384/521, Ed25519), so that a PEM key or an
+    x5c certificate meets the same checks as a JWK."""
+    if isinstance(pub, rsa.RSAPublicKey):
+        nums = pub.public_numbers()
+        return _Jwk(kty="RSA", kid=kid, alg=alg, n=_b64url(nums.n.to_bytes((nums.n.bit_length() + 7) // 8, "big")),
+                    e=_b64url(nums.e.to_bytes((nums.e.bit_length() + 7) // 8, "big")))
+    if isinstance(pub, ec.EllipticCurvePublicKey):
+        crv = _CURVE_NAMES.get(pub.curve.name)
+        if crv is None:
+            raise ValueError(f"unsupported EC curve {pub.curve.name!r}")
+        coord = EC_CURVES[crv][0]
+        nums = pub.public_numbers()
+        return _Jwk(kty="EC", kid=kid, alg=alg, crv=crv, x=_b64url(nums.x.to_bytes(coord, "big")),
+                    y=_b64url(nums.y.to_bytes(coord, "big")))
+    if isinstance(pub, ed25519.Ed25519PublicKey):
+        from cryptography.hazmat.primitives import serialization
+        raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return _Jwk(kty="OKP", kid=kid, alg=alg, crv="Ed25519", x=_b64url(raw))
+    raise ValueError(f"unsupported key type {type(pub).__name__}")
+
+
+def _from_x5c(jwk: _Jwk) -> _Jwk:
+    """A JWK that carries its key only in `x5c` (RFC 7517 4.7: the first certificate's key is the key), with the
+    key read from it; with both, they must be the same key."""
+    from cryptography import x509
+    if not jwk.x5c or not isinstance(jwk.x5c[0], str):
+        raise ValueError("x5c must be a list of base64 certificates")
+    try:
+        cert = x509.load_der_x509_certificate(base64.b64decode(jwk.x5c[0], validate=True))
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError("x5c[0] is not a base64 DER certificate") from None
+    from_cert = jwk_of_public(cert.public_key(), jwk.kid, jwk.alg)
+    if from_cert.kty != jwk.kty:
+        raise ValueError(f"x5c[0] holds a {from_cert.kty} key, not {jwk.kty}")
+    given = [getattr(jwk, f) for f in ("n", "e", "crv", "x", "y")]
+    if any(v is not None for v in given):
+        if given != [getattr(from_cert, f) for f in ("n", "e", "crv", "x", "y")]:
+            raise ValueError("x5c[0] and the key's own parameters disagree")
+        return jwk
+    return msgspec.structs.replace(jwk, n=from_cert.n, e=from_cert.e, crv=from_cert.crv, x=from_cert.x,
+                                   y=from_cert.y)
+
+
+def parse_pem(data: bytes, *, source: str = "") -> list[Key]:
+    """Keys of a PEM file: public keys (SPKI "PUBLIC KEY", PKCS#1 "RSA PUBLIC KEY") and certificates (their
+    key). Kid-less: they verify tokens whatever kid those name. Raises JwksError when no usable key is found."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    blocks = re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", data, re.S)
+    keys: list[Key] = []
+    problems: list[str] = []
+    for i, m in enumerate(re.finditer(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", data, re.S)):
+        kind = m.group(1).decode()
+        try:
+            if kind == "CERTIFICATE":
+                pub = x509.load_pem_x509_certificate(m.group(0)).public_key()
+            elif kind in ("PUBLIC KEY", "RSA PUBLIC KEY"):
+                pub = serialization.load_pem_public_key(m.group(0))
+            else:
+                raise ValueError(f"a {kind} block is not a public key or certificate")
+            keys.append(build_key(jwk_of_public(pub)))
+        except ValueError as err:
+            problems.append(f"block {i} ({kind}): {err}")
+    for p in problems:
+        log.warning("pem %s: skipping %s", source or "-", p)
+    if not keys:
+        raise JwksError("no usable key: " + ("; ".join(problems) if problems else
+                                            f"no PEM public key or certificate ({len(blocks)} blocks)"))
+    return keys
 
 
 def _b64(value: Optional[str], name: str) -> bytes:
@@ -114,6 +197,8 @@ def build_key(jwk: _Jwk) -> Key:
         raise ValueError(f"use {jwk.use!r} is not sig")
     if jwk.key_ops is not None and "verify" not in jwk.key_ops:
         raise ValueError("key_ops lacks verify")
+    if jwk.x5c is not None and jwk.kty != "oct":
+        jwk = _from_x5c(jwk)
     kty = jwk.kty
     if kty == "RSA":
         n = int.from_bytes(_b64(jwk.n, "n"), "big")

@@ -12,7 +12,7 @@ from ..config.validate import MAX_HEADER_SEPARATORS, claim_header_problem
 from .._fastjwt import CLAIM_BITS, AuthResult, Core, Pending, Provider
 from .errors import results_for_mode, scope_result
 from .jwks import RemoteSource, StaticSource
-from .keys import JwksError, parse_jwks
+from .keys import JwksError, parse_jwks, parse_pem
 from .resource_metadata import MetadataAnswer
 
 CACHE_PURGE_INTERVAL = 60.0
@@ -166,20 +166,23 @@ class JwtPolicy:
             except JwksError as err:
                 raise ConfigError([(f"{prefix}jwks.inline", str(err))]) from None
             provider.source = StaticSource("inline")
-        elif jwks.file is not None:
-            path = jwks.file if os.path.isabs(jwks.file) else os.path.join(base_dir, jwks.file)
+        elif jwks.file is not None or jwks.pem is not None:
+            field = "file" if jwks.file is not None else "pem"
+            name = jwks.file if jwks.file is not None else jwks.pem
+            path = name if os.path.isabs(name) else os.path.join(base_dir, name)
             try:
                 with open(path, "rb") as f:
                     data = f.read(max(jwks.max_bytes, 1) + 1)
             except OSError as err:
-                raise ConfigError([(f"{prefix}jwks.file", f"cannot read {path}: {err.strerror or err}")]) from None
+                raise ConfigError([(f"{prefix}jwks.{field}", f"cannot read {path}: {err.strerror or err}")]) from None
             if len(data) > jwks.max_bytes:
-                raise ConfigError([(f"{prefix}jwks.file", f"larger than {jwks.max_bytes} bytes")])
+                raise ConfigError([(f"{prefix}jwks.{field}", f"larger than {jwks.max_bytes} bytes")])
             try:
-                provider.set_keys(parse_jwks(data, source=path))
+                provider.set_keys(parse_jwks(data, source=path) if field == "file" else parse_pem(data, source=path))
             except JwksError as err:
-                raise ConfigError([(f"{prefix}jwks.file", str(err))]) from None
-            provider.source = StaticSource(f"file {path}")
+                raise ConfigError([(f"{prefix}jwks.{field}", str(err))]) from None
+            provider.any_kid = field == "pem"
+            provider.source = StaticSource(f"{field} {path}")
         else:
             ca = jwks.ca_certificates
             if ca is not None and not os.path.isabs(ca):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
@@ -147,3 +148,75 @@ def test_agentgateway_mcp_authentication_loads_as_jwt_auth_with_metadata(agw_pro
     refused = proxy.get("/mcp")
     assert refused.status == 401 and "resource_metadata=" in refused.header("www-authenticate")
     assert proxy.get("/headers", bearer(idp.password_token())).status == 200
+
+
+# --- keys as they come: PEM and x5c -----------------------------------------------------------------------
+
+def _certificate(private_key, public_key):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test idp signing key")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(public_key)
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30)).sign(private_key, hashes.SHA256()))
+
+
+def _private_keys(idp) -> dict[str, Any]:
+    """The IdP's private keys as `cryptography` objects, by kid (its RS256 signing key, and ES256 once used)."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    def num(v: str) -> int:
+        return int.from_bytes(base64.urlsafe_b64decode(v + "=" * (-len(v) % 4)), "big")
+    out = {}
+    for jwk in idp.private_jwks()["keys"]:
+        if jwk["kty"] == "RSA":
+            pub = rsa.RSAPublicNumbers(num(jwk["e"]), num(jwk["n"]))
+            out[jwk["kid"]] = rsa.RSAPrivateNumbers(
+                num(jwk["p"]), num(jwk["q"]), num(jwk["d"]), num(jwk["dp"]), num(jwk["dq"]), num(jwk["qi"]),
+                pub).private_key()
+        elif jwk["kty"] == "EC" and jwk["crv"] == "P-256":
+            out[jwk["kid"]] = ec.EllipticCurvePrivateNumbers(num(jwk["d"]), ec.EllipticCurvePublicNumbers(
+                num(jwk["x"]), num(jwk["y"]), ec.SECP256R1())).private_key()
+    return out
+
+
+def test_a_pem_file_of_a_public_key_and_a_certificate(agw_proxy, idp, httpbin_backend, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    es_token = idp.mint(alg="ES256")          # makes the IdP's ES256 key
+    keys = list(_private_keys(idp).values())
+    rsa_key = next(k for k in keys if hasattr(k, "private_numbers") and hasattr(k.private_numbers(), "p"))
+    ec_key = next(k for k in keys if k is not rsa_key)
+    pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem += _certificate(ec_key, ec_key.public_key()).public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "idp.pem").write_bytes(pem)
+    policy = {"issuer": idp.issuer, "jwks": {"pem": str(tmp_path / "idp.pem")}}
+    proxy = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
+    # The IdP's tokens name a kid; the PEM keys have none and verify them whatever kid they name.
+    assert proxy.get("/headers", bearer(idp.password_token())).status == 200
+    assert proxy.get("/headers", bearer(es_token)).status == 200
+    bad = proxy.get("/headers", bearer(tamper(idp.password_token())))
+    assert bad.status == 401 and bad.text == "authentication failure: signature invalid"
+
+
+def test_jwks_entries_that_carry_only_x5c(agw_proxy, idp, httpbin_backend, tmp_path):
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    es_token = idp.mint(alg="ES256")
+    entries = []
+    for kid, key in _private_keys(idp).items():
+        der = _certificate(key, key.public_key()).public_bytes(serialization.Encoding.DER)
+        entries.append({"kty": "RSA" if hasattr(key.private_numbers(), "p") else "EC", "kid": kid, "use": "sig",
+                        "x5c": [base64.b64encode(der).decode()]})
+    (tmp_path / "x5c.json").write_text(json.dumps({"keys": entries}))
+    policy = {"issuer": idp.issuer, "jwks": {"file": str(tmp_path / "x5c.json")}}
+    proxy = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
+    assert proxy.get("/headers", bearer(idp.password_token())).status == 200
+    assert proxy.get("/headers", bearer(es_token)).status == 200
+    assert proxy.get("/headers", bearer(tamper(es_token))).status == 401

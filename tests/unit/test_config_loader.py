@@ -177,7 +177,7 @@ def test_jwt_single_provider_problems(tmp_path):
     p = f"{R0}.policies.jwtAuth"
     assert errors(tmp_path, text) == [
         f"config error: {p}.issuer: required",
-        f"config error: {p}.jwks: exactly one of url, file, inline, discovery is required (got url, file)",
+        f"config error: {p}.jwks: exactly one of url, file, inline, pem, discovery is required (got url, file)",
         f"config error: {p}.jwks.url: invalid URL 'ftp://x' (http:// or https://)",
         f"config error: {p}.jwks.cacheDuration: invalid duration '1 hour' (use e.g. 30s, 5m, 1h)",
         f"config error: {p}.jwtValidationOptions.requiredClaims[1]: unsupported claim 'foo' "

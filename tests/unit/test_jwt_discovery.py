@@ -143,5 +143,5 @@ binds:
     path = "binds[0].listeners[0].routes[0].policies.jwtAuth.providers"
     assert (f"{path}[0].jwks", "OIDC discovery needs the issuer to be an http:// or https:// URL, got 'my-idp' "
             "(or give jwks: url, file or inline)") in problems
-    assert (f"{path}[1].jwks", "exactly one of url, file, inline, discovery is required (got url, discovery)") \
+    assert (f"{path}[1].jwks", "exactly one of url, file, inline, pem, discovery is required (got url, discovery)") \
         in problems
