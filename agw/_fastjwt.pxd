@@ -140,12 +140,14 @@ cdef class Core:
     cdef TokenCache cache
     cdef object on_pending
     cdef bint need_claims
+    cdef object on_unknown_issuer
 
     cpdef object verify_token(self, bytes token, double now=*, bint allow_pending=*)
     cdef object _authenticate(self, dict headers, bytes target)
     cdef object _entry(self, dict headers, bytes target)
     cdef object _verify_slow(self, bytes token, double now, bint allow_pending)
     cdef object _fail(self, int reason)
+    cdef object _unknown_issuer(self, object iss)
     cdef object _fail_for(self, int reason, str issuer)
     cdef AuthResult _success(self, object claims, bytes claims_json, str issuer, object sub)
     cdef list _claim_header_values(self, dict claims)

@@ -157,7 +157,8 @@ class Core:
                  location: str = ..., header_name: bytes = ..., prefix: bytes = ..., param_name: bytes = ...,
                  cookie_name: bytes = ..., cache_enabled: bool = ..., cache_max_entries: int = ...,
                  cache_max_bytes: int = ...,
-                 on_pending: Optional[Callable[[Pending], AuthResult | Awaitable[AuthResult]]] = ...) -> None: ...
+                 on_pending: Optional[Callable[[Pending], AuthResult | Awaitable[AuthResult]]] = ...,
+                 on_unknown_issuer: Optional[Callable[[str], None]] = ...) -> None: ...
     # A Pending only without on_pending; with it, what on_pending returns.
     def authenticate(self, headers: dict[bytes, bytes],
                      target: bytes) -> AuthResult | Pending | Awaitable[AuthResult]: ...

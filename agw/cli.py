@@ -42,7 +42,10 @@ def build_parser(dev_idp_options: bool = True) -> argparse.ArgumentParser:
         sp.add_argument("--resolve", action="append", default=[], metavar="NAME.NS:PORT=HOST:PORT",
                         help="map a Kubernetes Service port to an address (repeatable)")
 
-    run = sub.add_parser("run", help="run the proxy (with no -f: a self-contained demo)")
+    run = sub.add_parser("run", help="run the proxy (with no -f: a self-contained demo)",
+                         description="Run the proxy with the config files given by -f. With no -f, agw run starts "
+                                     "a self-contained demo: a development identity provider, a backend and a "
+                                     "proxy between them, with the commands to try it.")
     add_config_args(run, required=False)
     run.add_argument("--workers", type=int, default=1, help="worker processes sharing the ports (SO_REUSEPORT)")
     run.add_argument("--admin", default="127.0.0.1:15000", metavar="ADDR",

@@ -99,7 +99,7 @@ cdef class Core:
                  bint remove_credential=True, list claim_headers=None, location="header",
                  bytes header_name=b"authorization", bytes prefix=b"Bearer ", bytes param_name=b"",
                  bytes cookie_name=b"", bint cache_enabled=True, Py_ssize_t cache_max_entries=100000,
-                 Py_ssize_t cache_max_bytes=64 << 20, on_pending=None):
+                 Py_ssize_t cache_max_bytes=64 << 20, on_pending=None, on_unknown_issuer=None):
         if len(results) != R_COUNT:
             raise ValueError("results must have one AuthResult per reason")
         self.groups = {}
@@ -129,6 +129,7 @@ cdef class Core:
         # authenticate() hands a Pending to on_pending(pending) and returns what it returns (the policy's fetch),
         # so the proxy calls this method directly, with no Python frame in front of it.
         self.on_pending = on_pending
+        self.on_unknown_issuer = on_unknown_issuer
 
     # -- request entry point --------------------------------------------------------------------------------
 
@@ -235,6 +236,11 @@ cdef class Core:
     cdef object _fail(self, int reason):
         return self.results[reason]
 
+    cdef object _unknown_issuer(self, object iss):
+        if self.on_unknown_issuer is not None:
+            self.on_unknown_issuer(iss)     # the policy logs it (bounded), naming the closest configured issuer
+        return self.results[R_UNKNOWN_ISSUER]
+
     cdef object _fail_for(self, int reason, str issuer):
         """A denial for a token of a configured issuer: one shared result per (issuer, reason) that names the
         issuer, so metrics and logs can say which provider refused (issuers are configured: bounded)."""
@@ -303,7 +309,7 @@ cdef class Core:
             iss = PyUnicode_DecodeASCII(rp + cs.iss_at, cs.iss_len, NULL)
             found = PyDict_GetItem(self.groups, iss)
             if found == NULL:
-                return self._fail(R_UNKNOWN_ISSUER)
+                return self._unknown_issuer(iss)
             has_exp = cs.has_exp
             if has_exp:
                 exp_d = cs.exp
@@ -331,7 +337,7 @@ cdef class Core:
                 return self._fail(R_UNKNOWN_ISSUER)
             found = PyDict_GetItem(self.groups, iss)
             if found == NULL:
-                return self._fail(R_UNKNOWN_ISSUER)
+                return self._unknown_issuer(iss)
             exp = (<dict>claims).get("exp")
             has_exp = exp is not None
             if has_exp:

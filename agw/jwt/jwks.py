@@ -392,9 +392,9 @@ class Feed:
         except (FetchError, JwksError) as err:
             self.counts["error"] += 1
             self.last_error = str(err)
-            level = logging.WARNING if self.has_keys or not self.first_fetch_done else logging.INFO
-            log.log(level, "jwks %s: fetch failed (%s)%s", self.url, err,
-                    "; keeping the last good keys" if self.has_keys else "")
+            # Every failure is a WARNING: a provider that keeps failing is what an operator must see.
+            log.warning("jwks %s: fetch failed (%s)%s", self.url, err,
+                        "; keeping the last good keys" if self.has_keys else "")
             self.first_fetch_done = True
             return False, 0.0
         except Exception as err:  # never let a fetch kill the refresh loop

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+import logging
 import os
 import re
 from typing import Any, Awaitable, Callable, Optional, Union
@@ -16,6 +18,8 @@ from .keys import JwksError, parse_jwks, parse_pem
 from .resource_metadata import MetadataAnswer
 
 CACHE_PURGE_INTERVAL = 60.0
+UNKNOWN_ISSUERS_LOGGED = 64     # distinct unknown issuers logged per policy (a flood of made-up ones logs no more)
+log = logging.getLogger("agw.jwt")
 
 
 Authenticate = Callable[[dict[bytes, bytes], bytes], Union[AuthResult, Awaitable[AuthResult]]]
@@ -73,6 +77,7 @@ class JwtPolicy:
         self._providers: list[Provider] = []
         self._remote: dict[tuple[Optional[str], Optional[str], Optional[str]], RemoteSource] = {}
         self._purge_task: Optional[asyncio.Task] = None
+        self._unknown_seen: set[str] = set()
 
         specs = ([("", cfg.issuer, cfg.audiences, cfg.jwks, cfg.jwt_validation_options, cfg)] if cfg.providers is None
                  else [(f"providers[{i}].", p.issuer, p.audiences, p.jwks, p.jwt_validation_options, p)
@@ -145,7 +150,8 @@ class JwtPolicy:
             location=where,
             header_name=header_name.lower().encode("latin-1"), prefix=prefix_text.encode("latin-1"),
             param_name=param.encode(), cookie_name=cookie.encode(), cache_enabled=cfg.cache.enabled,
-            cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes, on_pending=self._pending)
+            cache_max_entries=cfg.cache.max_entries, cache_max_bytes=cfg.cache.max_bytes, on_pending=self._pending,
+            on_unknown_issuer=self._unknown_issuer)
         self.authenticate = self._core.authenticate
         # The core's own method: no Python frame per request. A route that publishes RFC 9728 metadata pays one
         # to look at the path first.
@@ -202,6 +208,19 @@ class JwtPolicy:
             provider.source = source
 
     # -- the request path ------------------------------------------------------------------------------------
+
+    def _unknown_issuer(self, iss: str) -> None:
+        """Log a token's unknown issuer once (up to UNKNOWN_ISSUERS_LOGGED of them), with the closest configured
+        one: a trailing slash or a scheme typo is the usual cause."""
+        seen = self._unknown_seen
+        if iss in seen or len(seen) >= UNKNOWN_ISSUERS_LOGGED:
+            return
+        seen.add(iss)
+        configured = sorted({p.issuer for p in self._providers})
+        close = difflib.get_close_matches(iss, configured, n=1, cutoff=0.6)
+        log.warning("jwt%s: unknown issuer %r in a token%s", f" {self.name}" if self.name else "", iss[:200],
+                    f"; the closest configured issuer is {close[0]!r}" if close else
+                    f" (configured: {', '.join(map(repr, configured[:5]))})", extra={"event": "unknown_issuer"})
 
     def _pending(self, pending: Pending) -> Union[AuthResult, Awaitable[AuthResult]]:
         waits = []

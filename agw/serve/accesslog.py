@@ -6,6 +6,7 @@ buffered and flushed by the worker's ticker, so logging costs no syscall per req
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 import time
@@ -34,7 +35,7 @@ class AccessLog:
     def record(self, ex: Any) -> None:
         route = ex.route
         entry = {
-            "time": time.time(),
+            "time": _iso_now() if _TEXT_TIMES else time.time(),
             "method": ex.method.decode("latin-1"),
             "path": ex.target.split(b"?", 1)[0].decode("latin-1"),
             "status": ex.status,
@@ -82,12 +83,34 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """`--log-format text`: ISO 8601 times (UTC, milliseconds)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: Optional[str] = None) -> str:  # noqa: N802
+        return _iso(record.created)
+
+
+def _iso(t: float) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
+
+
+def _iso_now() -> str:
+    return _iso(time.time())
+
+
+# With --log-format text, the access log's times are ISO 8601 too (set by setup_logging; workers inherit it).
+_TEXT_TIMES = False
+
+
 def setup_logging(level: str, fmt: str = "json", stream: Optional[IO[str]] = None) -> None:
+    global _TEXT_TIMES
+    _TEXT_TIMES = fmt != "json"
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -164,6 +164,37 @@ class Runtime:
         for pool in self.pools.values():
             pool.close_all()
 
+    def describe(self) -> list[str]:
+        """The start-up summary an operator reads first: each bind's routes and their policies, and each JWT
+        provider's key source and key count."""
+        lines = []
+        for bp in self.plan.binds:
+            b = bp.bind
+            lines.append(f"bind {b.address}:{b.port}{' (TLS)' if b.tls is not None else ''}: "
+                         f"{len(bp.routes)} route(s)")
+            for r in bp.routes:
+                pol = r.policies
+                kinds = []
+                if pol is not None and pol.jwt_auth is not None:
+                    kinds.append(f"jwtAuth ({normalize_mode(pol.jwt_auth.mode) or pol.jwt_auth.mode})")
+                    if pol.jwt_auth.resource_metadata is not None:
+                        kinds.append("resourceMetadata")
+                if pol is not None and pol.authorization is not None and pol.authorization.rules:
+                    kinds.append(f"authorization ({len(pol.authorization.rules)} rule(s))")
+                if pol is not None and pol.timeout is not None:
+                    kinds.append("timeout")
+                lines.append(f"  route {r.name}: {', '.join(kinds) or 'no policies'}")
+        seen = set()
+        for policy in self.policies:
+            for p in policy.stats()["providers"]:
+                line = f"jwt provider {p['issuer']}: {p['keys']} key(s) from {p['source']}"
+                if p.get("jwks_uri"):
+                    line += f" (jwks_uri {p['jwks_uri']})"
+                if line not in seen:
+                    seen.add(line)
+                    lines.append(line)
+        return lines
+
     def not_ready(self) -> list[str]:
         """One line per provider whose remote JWKS holds no keys (yet): the reason /readyz gives."""
         lines: list[str] = []
@@ -209,7 +240,12 @@ def make_listen_socket(address: str, port: int, reuse_port: bool) -> socket.sock
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((address, port))
+    try:
+        sock.bind((address, port))
+    except OSError as e:
+        sock.close()
+        # "[Errno 98] Address already in use" names no address: this one does.
+        raise OSError(e.errno, f"{address}:{port}: {(e.strerror or str(e)).lower()}") from None
     sock.listen(4096)
     sock.setblocking(False)
     return sock
@@ -445,7 +481,7 @@ async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: fl
                 admin: Optional[tuple[str, int]] = None, admin_unix: Optional[str] = None,
                 source: Optional[ConfigSource] = None, watch: bool = False,
                 access_log: Optional[AccessLog] = None, sockets: Optional[dict] = None,
-                ready_event: Optional[Callable[[], None]] = None) -> int:
+                ready_event: Optional[Callable[[], None]] = None, describe: Optional[bool] = None) -> int:
     """Run one worker until SIGTERM/SIGINT (reloading on SIGHUP or a changed file); returns the exit code."""
     loop = asyncio.get_running_loop()
     worker = Worker(runtime, reuse_port=reuse_port, access_log=access_log, sockets=sockets)
@@ -471,10 +507,15 @@ async def serve(runtime: Runtime, *, reuse_port: bool = False, drain_timeout: fl
     if admin is not None:
         admin_servers.append(AdminServer(worker))
         await admin_servers[-1].start(*admin)
+        if not reuse_port:
+            log.info("admin listening on %s:%d (/healthz, /readyz, /metrics, /stats)", *admin)
     if admin_unix is not None:
         admin_servers.append(AdminServer(worker))
         await admin_servers[-1].start_unix(admin_unix)
     await worker.start()
+    if describe if describe is not None else not reuse_port:   # with --workers, worker 0 says it
+        for line in runtime.describe():
+            log.info("%s", line)
     if ready_event is not None:
         ready_event()
     watcher = asyncio.ensure_future(_watch(source, reload)) if watch and source is not None else None

@@ -82,7 +82,7 @@ class Supervisor:
         return await serve(self.runtime, reuse_port=True, drain_timeout=self.drain_timeout,
                            admin_unix=self.worker_socket(i), source=self.source, watch=False,
                            access_log=AccessLog(sink) if sink is not None else None,
-                           sockets=dict(self.sockets[i]))
+                           sockets=dict(self.sockets[i]), describe=i == 0)
 
     # --- admin: answers for all workers ------------------------------------------------------------------
     async def _ask(self, i: int) -> Optional[dict]:
@@ -169,6 +169,7 @@ class Supervisor:
         if admin is not None:
             admin_server = AdminServer(self)
             await admin_server.start(*admin)
+            log.info("admin listening on %s:%d (/healthz, /readyz, /metrics, /stats)", *admin)
         restarts: list[float] = []
         code = 0
         next_watch = time.monotonic() + 1

@@ -220,3 +220,57 @@ def test_jwks_entries_that_carry_only_x5c(agw_proxy, idp, httpbin_backend, tmp_p
     assert proxy.get("/headers", bearer(idp.password_token())).status == 200
     assert proxy.get("/headers", bearer(es_token)).status == 200
     assert proxy.get("/headers", bearer(tamper(es_token))).status == 401
+
+
+# --- the operator's view ------------------------------------------------------------------------------------
+
+def test_start_up_log_names_binds_routes_policies_admin_and_key_sources(agw_proxy, idp, httpbin_backend):
+    policy = {"providers": [{"issuer": idp.issuer}]}
+    proxy = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
+    port = proxy.ports[0]
+    proxy.wait_for_output(rf"bind 127\.0\.0\.1:{port}: 1 route\(s\)")
+    proxy.wait_for_output(r"  route httpbin: jwtAuth \(strict\)")
+    proxy.wait_for_output(rf"admin listening on 127\.0\.0\.1:{proxy.admin_port}")
+    proxy.wait_for_output(rf"jwt provider {re.escape(idp.issuer)}: \d+ key\(s\) from discovery "
+                          rf"{re.escape(idp.issuer)} \(jwks_uri {re.escape(idp.jwks_url)}\)")
+
+
+def test_unknown_issuer_logs_the_closest_configured_one_once(agw_proxy, idp, httpbin_backend):
+    proxy = agw_proxy(config(httpbin_backend.address, remote(idp)), wait_readyz=True)
+    typo = idp.issuer + "/"
+    for _ in range(3):
+        assert proxy.get("/headers", bearer(idp.mint({"iss": typo}))).status == 401
+    proxy.wait_for_output(rf"unknown issuer '{re.escape(typo)}' in a token; the closest configured issuer is "
+                          rf"'{re.escape(idp.issuer)}'")
+    assert proxy.output().count("unknown issuer '") == 1
+
+
+def test_text_logs_and_the_access_log_use_iso_8601_times(agw_proxy, idp, httpbin_backend):
+    proxy = agw_proxy(config(httpbin_backend.address, remote(idp)), wait_readyz=True,
+                      extra_args=["--log-format", "text"])
+    assert proxy.get("/headers").status == 401
+    proxy.wait_for_output(r'"time":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","method":"GET"')
+    proxy.wait_for_output(r"(?m)^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO agw: listening on")
+
+
+def test_address_already_in_use_names_the_address(agw_proxy, httpbin_backend, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        cfg = config(httpbin_backend.address, {"issuer": "https://idp.example", "jwks": {"inline": '{"keys": []}'}},
+                     port=port)
+        del cfg["binds"][0]["listeners"][0]["routes"][0]["policies"]
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        done = subprocess.run([sys.executable, "-m", "agw", "run", "-f", str(tmp_path / "c.yaml"), "--admin", "off"],
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        busy.close()
+    assert done.returncode == 1
+    assert f"agw: cannot listen: [Errno 98] 127.0.0.1:{port}: address already in use" in done.stderr

@@ -30,3 +30,4 @@ def test_run_help_shows_its_options(capsys):
     out = help_text(["run", "--help"], capsys)
     for option in ("--file", "--workers", "--admin", "--access-log", "--watch"):
         assert option in out
+    assert "With no -f, agw run starts a self-contained demo" in " ".join(out.split())

@@ -145,3 +145,22 @@ binds:
             "(or give jwks: url, file or inline)") in problems
     assert (f"{path}[1].jwks", "exactly one of url, file, inline, pem, discovery is required (got url, discovery)") \
         in problems
+
+
+def test_every_failed_fetch_is_a_warning(caplog):
+    async def go():
+        async with Site() as site:
+            p = JwtPolicy(JwtAuth(issuer=f"{site.base}/gone", jwks=Jwks(discovery=True)))
+            await p.start()
+            try:
+                source = next(iter(p._remote.values()))
+                for _ in range(3):
+                    ok, _ = await source.fetch()
+                    assert not ok
+            finally:
+                await p.close()
+    with caplog.at_level("INFO", logger="agw.jwt"):
+        run(go())
+    failures = [r for r in caplog.records if "fetch failed" in r.getMessage()]
+    assert len(failures) >= 3 and all(r.levelname == "WARNING" for r in failures)
+    assert "no discovery document" in failures[0].getMessage()
