@@ -65,7 +65,7 @@ class MetadataAnswer:
         self.paths = frozenset(p.encode() for p in paths)
         body = json.dumps(document(cfg, rm), indent=None, separators=(",", ":")).encode()
         # RFC 9728 asks for application/json; the proxy's own answers are text/plain (agw/proxy/http.py).
-        self.answer = Answer(False, "resource_metadata", status=200, body=body,
+        self.answer = Answer(False, "resource_metadata", kind="jwt", status=200, body=body,
                              answer_headers=((b"cache-control", b"public, max-age=300"),
                                              (b"access-control-allow-origin", b"*")))
 
