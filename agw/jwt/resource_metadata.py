@@ -64,9 +64,9 @@ class MetadataAnswer:
         self.url, paths = metadata_paths(rm.resource)
         self.paths = frozenset(p.encode() for p in paths)
         body = json.dumps(document(cfg, rm), indent=None, separators=(",", ":")).encode()
-        # RFC 9728 asks for application/json; the proxy's own answers are text/plain (agw/proxy/http.py).
         self.answer = Answer(False, "resource_metadata", kind="jwt", status=200, body=body,
-                             answer_headers=((b"cache-control", b"public, max-age=300"),
+                             answer_headers=((b"content-type", b"application/json"),
+                                             (b"cache-control", b"public, max-age=300"),
                                              (b"access-control-allow-origin", b"*")))
 
     def match(self, request) -> Optional[Answer]:

@@ -1,6 +1,8 @@
 """HTTP/1.1 constants and the responses agw writes itself, built once at import (never per request)."""
 from __future__ import annotations
 
+import time
+from email.utils import formatdate
 from http import HTTPStatus
 
 # RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward. "proxy-*" are handled by prefix.
@@ -91,13 +93,32 @@ def status_line(code: int, http10: bool = False) -> bytes:
     return b"HTTP/1.0" + line[8:] if http10 else line
 
 
+_date_second = 0
+_date_line = b""
+
+
+def date_line() -> bytes:
+    """`date: <IMF-fixdate>` (RFC 9110 6.6.1) for agw's own answers, formatted once a second."""
+    global _date_second, _date_line
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_line = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+    return _date_line
+
+
 def simple_response(code: int, body: bytes, *, keep_alive: bool,
                     extra: tuple[tuple[bytes, bytes], ...] = (), head_only: bool = False) -> bytes:
-    """A complete text/plain response agw answers on its own (errors, 401s, 404)."""
-    parts = [status_line(code), b"content-type: text/plain\r\n",
-             b"content-length: %d\r\n" % len(body)]
+    """A complete response agw answers on its own (errors, 401s, 404): text/plain unless `extra` names its own
+    content-type (a policy's JSON document)."""
+    parts = [status_line(code), date_line(), b"content-length: %d\r\n" % len(body)]
+    typed = False
     for name, value in extra:
         parts.append(name + b": " + value + b"\r\n")
+        if name == b"content-type":
+            typed = True
+    if not typed:
+        parts.append(b"content-type: text/plain\r\n")
     parts.append(b"connection: keep-alive\r\n\r\n" if keep_alive else b"connection: close\r\n\r\n")
     if not head_only:
         parts.append(body)
@@ -105,14 +126,17 @@ def simple_response(code: int, body: bytes, *, keep_alive: bool,
 
 
 class ErrorResponse:
-    """An error agw answers itself: its code and body, and the whole answer prebuilt for when the connection
-    closes after it (the keep-alive variant is built per request: it may carry HEAD / extra headers)."""
-    __slots__ = ("code", "body", "close")
+    """An error agw answers itself: its code and body; `close` is the whole answer for when the connection
+    closes after it (built when used: it carries the current Date)."""
+    __slots__ = ("code", "body")
 
     def __init__(self, code: int, message: str) -> None:
         self.code = code
         self.body = message.encode() + b"\n"
-        self.close = simple_response(code, self.body, keep_alive=False)
+
+    @property
+    def close(self) -> bytes:
+        return simple_response(self.code, self.body, keep_alive=False)
 
 
 BAD_REQUEST = ErrorResponse(400, "bad request")

@@ -8,6 +8,7 @@ agw runs as a subprocess in front of two real backends on 127.0.0.1:
 """
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import os
 import select
@@ -482,6 +483,10 @@ def test_backend_down_is_502(proxy):
         for _ in range(2):   # the client connection survives
             resp = conn.request("GET", "/x", host="dead.test")
             assert resp.status == 502 and resp.body == b"upstream connect error\n"
+            assert resp.header_values("content-type") == ["text/plain"]
+            # RFC 9110 6.6.1: agw's own answers carry the current Date.
+            sent = email.utils.parsedate_to_datetime(resp.header("date"))
+            assert abs(sent.timestamp() - time.time()) < 5
 
 
 def test_backend_hanging_is_504(proxy):

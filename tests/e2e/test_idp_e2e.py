@@ -118,6 +118,7 @@ def test_protected_resource_metadata_is_served_and_named_by_the_challenge(agw_pr
     url = re.search(r'resource_metadata="([^"]+)"', refused.header("www-authenticate")).group(1)
     with urllib.request.urlopen(url, timeout=5) as response:
         assert response.status == 200
+        assert response.headers.get_all("content-type") == ["application/json"]   # RFC 9728 3.2
         doc = json.loads(response.read())
     assert doc == {"resource": resource, "authorization_servers": [idp.issuer],
                    "bearer_methods_supported": ["header"], "scopes_supported": ["profile"],
