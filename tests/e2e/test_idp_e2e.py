@@ -187,21 +187,29 @@ def _private_keys(idp) -> dict[str, Any]:
     return out
 
 
+def _kid(token: str) -> str:
+    import base64
+    head = token.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))["kid"]
+
+
 def test_a_pem_file_of_a_public_key_and_a_certificate(agw_proxy, idp, httpbin_backend, tmp_path):
     from cryptography.hazmat.primitives import serialization
     es_token = idp.mint(alg="ES256")          # makes the IdP's ES256 key
-    keys = list(_private_keys(idp).values())
-    rsa_key = next(k for k in keys if hasattr(k, "private_numbers") and hasattr(k.private_numbers(), "p"))
-    ec_key = next(k for k in keys if k is not rsa_key)
+    rs_token = idp.password_token()
+    # The session's IdP may hold more keys by now (other tests rotate them): take the ones these tokens name.
+    keys = _private_keys(idp)
+    rsa_key = keys[_kid(rs_token)]
+    ec_key = keys[_kid(es_token)]
     pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     pem += _certificate(ec_key, ec_key.public_key()).public_bytes(serialization.Encoding.PEM)
     (tmp_path / "idp.pem").write_bytes(pem)
     policy = {"issuer": idp.issuer, "jwks": {"pem": str(tmp_path / "idp.pem")}}
     proxy = agw_proxy(config(httpbin_backend.address, policy), wait_readyz=True)
     # The IdP's tokens name a kid; the PEM keys have none and verify them whatever kid they name.
-    assert proxy.get("/headers", bearer(idp.password_token())).status == 200
+    assert proxy.get("/headers", bearer(rs_token)).status == 200
     assert proxy.get("/headers", bearer(es_token)).status == 200
-    bad = proxy.get("/headers", bearer(tamper(idp.password_token())))
+    bad = proxy.get("/headers", bearer(tamper(rs_token)))
     assert bad.status == 401 and bad.text == "authentication failure: signature invalid"
 
 
