@@ -24,7 +24,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from cases import (CONNECTIONS, DEFAULT_SCENARIOS, DEFAULT_SYSTEMS, LOADGEN_CORE
                    SUT_CORE, SYSTEMS, Result, Scenario, System, applies, median_result, parse_wrk)
 from mint_tokens import AUDIENCE, ISSUER  # noqa: E402
 from peer_configs import agw_yaml, haproxy_cfg, nginx_conf  # noqa: E402
+from ports import free_port  # noqa: E402
 from report import fmt_ms, fmt_rps, table_rows, targets, text_table, write_markdown  # noqa: E402
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -153,11 +153,6 @@ class CpuSnapshot:
         ours = (self.children - before.children) + sum(a - b for a, b in zip(self.groups, before.groups))
         return max(0.0, self.busy - before.busy - ours) / wall, (self.steal - before.steal) / wall
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(port: int, headers: Optional[dict] = None, timeout: float = 5.0) -> int:

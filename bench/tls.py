@@ -19,35 +19,19 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from cases import LOADGEN_CORE, SUT_CORE  # noqa: E402
 from peer_configs import nginx_conf  # noqa: E402
+from ports import free_port, wait_port  # noqa: E402
 
 REPO = os.path.dirname(HERE)
-LOADGEN_CORE, SUT_CORE = "0", "1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"port {port} never opened")
 
 
 def start(argv: list[str], log: str, core: str) -> subprocess.Popen:

@@ -17,33 +17,20 @@ import base64
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from ports import free_port, wait_port  # noqa: E402
+
 REPO = os.path.dirname(HERE)
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUT_CORE, LOAD_CORE = "0", "1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 # --- backend (run as `python ws_echo.py --backend PORT`) ---------------------------------------------------
